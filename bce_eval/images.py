@@ -1,0 +1,270 @@
+"""Finding, pairing, decoding and normalising image files; named errors for bad input.
+
+Pixels become float64 arrays of shape (height, width, channels). The data range comes from the
+stored sample type, never from the values: uint8 / 255, uint16 / 65535, 1-bit to {0, 1}, float
+as is. Nothing is narrowed on the way: Pillow reads 16-bit colour PNG and 16-bit or float
+colour TIFF as 8-bit (or not at all), so those go to pypng and tifffile, which keep every bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import struct
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Alpha = Literal["drop", "include"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+# ITU-R 601-2 luma, the weights of Pillow's convert("L"), applied here in float64.
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class InputError(Exception):
+    """A file that cannot be evaluated: unreadable, unpaired, wrong shape or out of range."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A target and its reconstruction, or the reason they cannot be evaluated (``problem``)."""
+
+    name: str
+    target: Path | None
+    recon: Path | None
+    problem: str | None = None
+
+    @property
+    def culprit(self) -> str:
+        """The file a problem is about, for one-line messages."""
+        return str(self.target or self.recon)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: list[Pair]
+    ignored: list[Path]  # files with other suffixes (notes, hidden files are not listed)
+
+    @property
+    def lossy_targets(self) -> list[Path]:
+        return [p.target for p in self.pairs if p.target and p.target.suffix.lower() in LOSSY_SUFFIXES]
+
+
+def _scan(root: Path, strip_suffix: str = "") -> tuple[dict[str, list[Path]], list[Path]]:
+    """Image files under root by key: relative path without extension (and without strip_suffix)."""
+    if not root.is_dir():
+        raise InputError(root, "is not a folder")
+    found: dict[str, list[Path]] = defaultdict(list)
+    ignored: list[Path] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if path.suffix.lower() not in SUFFIXES:
+            ignored.append(path)
+            continue
+        key = relative.with_suffix("").as_posix()
+        if strip_suffix and key.endswith(strip_suffix):
+            key = key[: -len(strip_suffix)]
+        found[key].append(path)
+    return found, ignored
+
+
+def _ambiguous(paths: list[Path]) -> str:
+    names = " and ".join(p.name for p in paths)
+    return f"ambiguous: {names} have the same name; keep one"
+
+
+def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
+    """Pair files by relative path without extension, recursively; report every leftover."""
+    target_files, ignored_t = _scan(targets)
+    recon_files, ignored_r = _scan(recons, recon_suffix)
+    pairs = []
+    for name in sorted(target_files.keys() | recon_files.keys()):
+        ts, rs = target_files.get(name, []), recon_files.get(name, [])
+        t, r = (ts[0] if ts else None), (rs[0] if rs else None)
+        if len(ts) > 1:
+            pairs.append(Pair(name, t, r, _ambiguous(ts)))
+        elif len(rs) > 1:
+            pairs.append(Pair(name, t, r, _ambiguous(rs)))
+        elif r is None:
+            pairs.append(Pair(name, t, None, f"no reconstruction in {recons}"))
+        elif t is None:
+            pairs.append(Pair(name, None, r, f"no target in {targets}"))
+        else:
+            pairs.append(Pair(name, t, r))
+    return Pairing(pairs, ignored_t + ignored_r)
+
+
+def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
+    """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS."""
+    try:
+        with listing.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(listing, f"cannot read the pair list: {e}") from None
+    if rows and not {"target", "recon"} <= rows[0].keys():
+        raise InputError(listing, "the pair list needs the columns target,recon")
+    pairs = []
+    for line, row in enumerate(rows, start=2):
+        t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
+        if not t or not r:
+            pairs.append(Pair(f"{listing.name}:{line}", None, None, f"{listing}, line {line}: empty path"))
+            continue
+        target, recon = targets / t, recons / r
+        name = Path(t).with_suffix("").as_posix()
+        missing = [p for p in (target, recon) if not p.is_file()]
+        problem = "no such file" if missing else None
+        pairs.append(Pair(name, target, recon, problem) if not missing else Pair(name, missing[0], None, problem))
+    return Pairing(pairs, [])
+
+
+def _png_header(path: Path) -> tuple[int, int]:
+    """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
+    with path.open("rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise InputError(path, "not a PNG file (bad signature)")
+    return head[24], head[25]
+
+
+def _read_png16(path: Path) -> tuple[np.ndarray, bool]:
+    """16-bit grey+alpha, RGB or RGBA PNG with all 16 bits, through pypng."""
+    import png
+
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).read()
+        pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, OSError, ValueError, EOFError) as e:
+        raise InputError(path, f"cannot decode: {e}") from None
+    return pixels.reshape(height, width, info["planes"]), bool(info["alpha"])
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise InputError(path, f"has {frames} frames; only single images are supported")
+            im.load()
+            mode = im.mode
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif mode == "PA":
+                im = im.convert("RGBA")
+            pixels = np.asarray(im)
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image file Pillow can read") from None
+    # Pillow raises many kinds of exception on damaged files (OSError, SyntaxError, struct.error,
+    # EOFError, ValueError ...); all of them mean the same to the user.
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
+        raise InputError(path, f"cannot decode: {e}") from None
+    if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "F"):
+        raise InputError(path, f"unsupported image mode {mode}")
+    return pixels, im.mode in ("LA", "RGBA")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+    """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:
+                raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
+            page = tif.pages[0]
+            photometric = page.photometric
+            if page.bitspersample <= 8 or photometric not in (
+                tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.RGB,
+            ):
+                return _read_pillow(path)
+            pixels = page.asarray()
+            separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
+            has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, struct.error, EOFError) as e:
+        hint = " (pip install imagecodecs)" if "imagecodecs" in str(e) else ""
+        raise InputError(path, f"cannot decode: {e}{hint}") from None
+    if separate:
+        pixels = np.moveaxis(pixels, 0, -1)
+    return pixels, has_alpha
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(path, f"cannot read .npy: {e}") from None
+
+
+def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
+    """Sample values to float64 by dtype: bool to {0,1}, uint8 / 255, uint16 / 65535, float as is."""
+    kind, size = pixels.dtype.kind, pixels.dtype.itemsize
+    if kind == "b":
+        return pixels.astype(np.float64)
+    if kind == "u" and size == 1:
+        return pixels / np.float64(255)
+    if kind == "u" and size == 2:
+        return pixels / np.float64(65535)
+    if kind == "f":
+        return pixels.astype(np.float64)
+    raise InputError(path, f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
+                     "use uint8, uint16 or float in [0, 1]")
+
+
+def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
+    if pixels.ndim == 2:
+        return pixels[:, :, None]
+    if pixels.ndim == 3:
+        return pixels
+    raise InputError(path, f"has shape {pixels.shape}; expected (height, width) or (height, width, channels)")
+
+
+def load(path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: bool = False) -> np.ndarray:
+    """Decode one file to float64 (height, width, channels); values are checked later, by the metrics.
+
+    logits: the file holds logits (.npy float only), taken as they are.
+    """
+    suffix = path.suffix.lower()
+    has_alpha = False
+    if logits and suffix != ".npy":
+        raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
+    if suffix == ".npy":
+        pixels = _read_npy(path)
+        if logits and pixels.dtype.kind != "f":
+            raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
+    elif suffix in (".tif", ".tiff"):
+        pixels, has_alpha = _read_tiff(path)
+    elif suffix == ".png":
+        depth, colour_type = _png_header(path)
+        pixels, has_alpha = _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
+    else:
+        pixels, has_alpha = _read_pillow(path)
+    image = _to_hwc(pixels, path)
+    image = image.astype(np.float64) if logits else normalize(image, path)
+    return _channels(image, path, alpha=alpha, has_alpha=has_alpha, grayscale=grayscale)
+
+
+def _channels(image: np.ndarray, path: Path, *, alpha: Alpha, has_alpha: bool, grayscale: bool) -> np.ndarray:
+    """Drop or keep alpha, and convert colour to luminance for --grayscale."""
+    colour, alpha_channel = (image[:, :, :-1], image[:, :, -1:]) if has_alpha else (image, None)
+    if grayscale:
+        if colour.shape[2] == 3:
+            colour = (colour @ LUMA)[:, :, None]
+        elif colour.shape[2] != 1:
+            raise InputError(path, f"--grayscale needs 1 or 3 colour channels, not {colour.shape[2]}")
+    if alpha_channel is not None and alpha == "include":
+        return np.concatenate([colour, alpha_channel], axis=2)
+    return colour

@@ -1,0 +1,298 @@
+"""Binary cross-entropy, target entropy and excess loss, per pixel and reduced.
+
+Pure math on NumPy arrays or torch tensors; no I/O. One implementation serves both: the array
+namespace ``xp`` is picked from the inputs and every result has the caller's kind (and device).
+
+For a target y in [0, 1] and a prediction p:
+
+    BCE(y, p)  = -[y log p + (1 - y) log(1 - p)]
+    H(y)       = -[y log y + (1 - y) log(1 - y)]            (0 log 0 = 0)
+    excess     = BCE - H = KL(Bernoulli(y) || Bernoulli(p)) >= 0, zero exactly when p = y
+
+Everything is computed in float64. The excess is not computed as BCE - H, which cancels
+catastrophically for good reconstructions, but term by term in a form where each term is
+non-negative (see ``_kl_term``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+Convention = Literal["keras", "torch"]
+Reduction = Literal["mean", "sum", "none"]
+
+CONVENTIONS: tuple[str, ...] = ("keras", "torch")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+KERAS_EPSILON = 1e-7  # keras.config.epsilon()
+TORCH_LOG_FLOOR = -100.0  # torch.nn.BCELoss clamps each log at -100
+
+# Below this |t| = |p - y| / y the term y*(t - log1p(t)) is evaluated by a series: the direct
+# difference loses about log10(2/|t|) digits there, the series loses none.
+_SERIES_BELOW = 0.1
+# atanh(s) - s = s^3 * sum_k s^(2k) / (2k + 3); with |s| < 0.053 seven terms reach 1e-17.
+_ATANH_SERIES = tuple(1.0 / (2 * k + 3) for k in range(7))
+
+
+class ValueOutOfRange(ValueError):
+    """A target or prediction value that BCE is not defined for (outside [0, 1], NaN, inf)."""
+
+    def __init__(self, which: str, index: tuple[int, ...], value: float, expected: str) -> None:
+        self.which = which
+        self.index = index
+        self.value = value
+        self.expected = expected
+        where = str(index[0]) if len(index) == 1 else str(index) if index else "()"
+        super().__init__(f"{which} value {value!r} at index {where} is not {expected}")
+
+
+@dataclass(frozen=True)
+class PixelMaps:
+    """Per-element BCE, entropy and excess (nats, float64) and which predictions were clipped."""
+
+    bce: Any
+    entropy: Any
+    excess: Any
+    clipped: Any
+
+
+@dataclass(frozen=True)
+class Sums:
+    """Sums and a count over some pixels: they merge exactly across images, shards and machines.
+
+    Means are derived, never stored: ``bce_sum / pixels`` is the pixel-weighted mean, the same as
+    torch's ``reduction="mean"`` over the concatenated batch.
+    """
+
+    pixels: int
+    bce: float
+    entropy: float
+    excess: float
+    clipped: int
+
+    def __add__(self, other: Sums) -> Sums:
+        return Sums(
+            self.pixels + other.pixels,
+            self.bce + other.bce,
+            self.entropy + other.entropy,
+            self.excess + other.excess,
+            self.clipped + other.clipped,
+        )
+
+
+def namespace(*arrays: Any) -> ModuleType:
+    """The array library of the inputs: torch if any is a torch tensor, else NumPy.
+
+    torch is looked up in ``sys.modules`` only, so NumPy callers never import it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and any(isinstance(a, torch.Tensor) for a in arrays):
+        return torch
+    return np
+
+
+def _as_float64(x: Any, xp: ModuleType) -> Any:
+    if xp is np:
+        return np.asarray(x, dtype=np.float64)
+    if not isinstance(x, xp.Tensor):
+        x = xp.as_tensor(x)
+    if x.device.type == "mps":
+        raise ValueError("the MPS device has no float64, which exact BCE needs; use cpu or cuda")
+    return x.to(xp.float64)
+
+
+def _first_index(bad: Any, xp: ModuleType) -> tuple[int, ...]:
+    if xp is np:
+        return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), bad.shape))
+    return tuple(int(i) for i in bad.nonzero()[0].tolist())
+
+
+def _check(x: Any, which: str, xp: ModuleType, *, logits: bool = False) -> None:
+    """Raise ValueOutOfRange for the first value outside [0, 1] (or non-finite logits)."""
+    bad = ~xp.isfinite(x) if logits else ~((x >= 0) & (x <= 1))  # NaN fails both comparisons
+    if bool(bad.any()):
+        index = _first_index(bad, xp)
+        value = float(x[index]) if index else float(x)
+        expected = "a finite logit" if logits else "in [0, 1]"
+        raise ValueOutOfRange(which, index, value, expected)
+
+
+def _softplus(z: Any, xp: ModuleType) -> Any:
+    """log(1 + e^z) without overflow; torch's own softplus switches to z above 20, so not used."""
+    return xp.clip(z, 0, None) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def _t_minus_log1p(t: Any, xp: ModuleType) -> Any:
+    """t - log1p(t), accurate to a few ulp for small |t| (valid for |t| < _SERIES_BELOW).
+
+    With s = t / (2 + t), log1p(t) = 2 atanh(s), so t - log1p(t) = t^2/(2+t) - 2 (atanh(s) - s);
+    both parts have the sign of t^2, so nothing cancels.
+    """
+    s = t / (2 + t)
+    s2 = s * s
+    series = _ATANH_SERIES[-1]
+    for c in reversed(_ATANH_SERIES[:-1]):
+        series = series * s2 + c
+    return t * t / (2 + t) - 2 * s * s2 * series
+
+
+def _kl_term(w: Any, log_w: Any, d: Any, log_a: Any, xp: ModuleType) -> Any:
+    """w * g(a / w) with g(u) = u - 1 - log u >= 0, given d = a - w and log a; needs w > 0.
+
+    KL(y || p) = y g(p / y) + (1 - y) g((1 - p) / (1 - y)): the two linear parts cancel, which
+    makes each term non-negative on its own. Near a = w a series is used; elsewhere the log form,
+    which stays finite when a underflows (logits) or log a is floored (torch convention).
+    """
+    safe_w = xp.where(w > 0, w, 1.0)
+    t = d / safe_w
+    near = xp.abs(t) < _SERIES_BELOW
+    series = w * _t_minus_log1p(xp.where(near, t, 0.0), xp)
+    direct = d - w * (log_a - log_w)
+    return xp.where(near, series, direct)
+
+
+def pixel_maps(
+    target: Any,
+    pred: Any,
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+    from_logits: bool = False,
+) -> PixelMaps:
+    """Per-element BCE, H and excess in float64 nats, with the convention's handling of pred.
+
+    keras: pred clipped to [eps, 1 - eps] (Keras 3 and tf.keras BinaryCrossentropy).
+    torch: pred used as is, each log floored at -100 (torch.nn.BCELoss).
+    from_logits: pred holds logits, p = sigmoid(pred) with a stable log-sigmoid and no clipping
+    (torch.nn.BCEWithLogitsLoss, Keras with from_logits=True); convention and eps do not apply.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, not {convention!r}")
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"eps must be in [0, 0.5), not {eps!r}")
+    xp = namespace(target, pred)
+    y = _as_float64(target, xp)
+    x = _as_float64(pred, xp)
+    if tuple(y.shape) != tuple(x.shape):
+        raise ValueError(f"target shape {tuple(y.shape)} and pred shape {tuple(x.shape)} differ")
+    _check(y, "target", xp)
+    _check(x, "pred", xp, logits=from_logits)
+
+    if from_logits:
+        log_p = -_softplus(-x, xp)
+        log_q = -_softplus(x, xp)
+        p, q = xp.exp(log_p), xp.exp(log_q)  # q = sigmoid(-x) keeps full relative precision
+        clipped = xp.zeros_like(x, dtype=xp.bool)
+    elif convention == "keras":
+        p = xp.clip(x, eps, 1 - eps)
+        q = 1 - p
+        log_p, log_q = xp.log(p), xp.log1p(-p)
+        clipped = (x < eps) | (x > 1 - eps)
+    else:
+        p, q = x, 1 - x
+        # log of 0 is -inf before the floor; clipping the argument first keeps NumPy quiet.
+        raw_log_p = xp.log(xp.clip(x, 1e-300, None))
+        raw_log_q = xp.log1p(-xp.clip(x, None, 1.0 - 2.0**-53))
+        raw_log_q = xp.where(x < 1, raw_log_q, -math.inf)
+        clipped = (raw_log_p < TORCH_LOG_FLOOR) | (raw_log_q < TORCH_LOG_FLOOR)
+        log_p = xp.clip(raw_log_p, TORCH_LOG_FLOOR, None)
+        log_q = xp.clip(raw_log_q, TORCH_LOG_FLOOR, None)
+
+    inside = (y > 0) & (y < 1)
+    log_y = xp.log(xp.where(y > 0, y, 1.0))  # 0 where y = 0, so that 0 * log 0 = 0
+    log_1my = xp.log1p(-xp.where(y < 1, y, 0.0))
+    entropy = 0.0 - (y * log_y + (1 - y) * log_1my)  # 0.0 - x, not -x: no -0.0
+    bce = 0.0 - (y * log_p + (1 - y) * log_q)
+
+    # d = p - y, taken from whichever side is exact: 1 - y is exact for y >= 0.5 and q carries
+    # full relative precision there, while p does below 0.5.
+    d = xp.where(y < 0.5, p - y, (1 - y) - q)
+    inner = _kl_term(y, log_y, d, log_p, xp) + _kl_term(1 - y, log_1my, -d, log_q, xp)
+    excess = xp.where(inside, inner, xp.where(y == 0, -log_q, -log_p))
+    # Only a floored log (torch convention) with a target below e^-100 can take it under 0.
+    excess = xp.clip(excess, 0, None)
+    return PixelMaps(bce=bce, entropy=entropy, excess=excess, clipped=clipped)
+
+
+def _reduce(values: Any, reduction: Reduction) -> Any:
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "mean":
+        return values.sum() / max(math.prod(values.shape), 1)
+    raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+
+
+def bce(
+    target: Any,
+    pred: Any,
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+    from_logits: bool = False,
+    reduction: Reduction = "mean",
+) -> Any:
+    """Binary cross-entropy -[y log p + (1 - y) log(1 - p)] in nats, computed in float64.
+
+    >>> round(float(bce([0.5, 0.3, 0.5, 0.9], [0.1, 0.3, 0.5, 0.8])), 6)
+    0.717439
+    """
+    maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
+    return _reduce(maps.bce, reduction)
+
+
+def entropy(target: Any, *, reduction: Reduction = "mean") -> Any:
+    """Binary entropy H(y) = -[y log y + (1 - y) log(1 - y)] in nats (0 log 0 = 0, no eps).
+
+    It is the floor of BCE for a soft target: BCE(y, p) >= H(y), with equality at p = y.
+
+    >>> round(float(entropy([0.5, 0.3, 0.5, 0.9])), 6)
+    0.58056
+    """
+    maps = pixel_maps(target, target, eps=0.0, convention="torch")
+    return _reduce(maps.entropy, reduction)
+
+
+def excess(
+    target: Any,
+    pred: Any,
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+    from_logits: bool = False,
+    reduction: Reduction = "mean",
+) -> Any:
+    """Excess loss BCE - H = KL(Bernoulli(y) || Bernoulli(p)) in nats: the reconstruction error.
+
+    Uses the same handling of pred as ``bce``; non-negative, and 0 where pred equals target.
+
+    >>> round(float(excess([0.5, 0.3, 0.5, 0.9], [0.1, 0.3, 0.5, 0.8])), 6)
+    0.136879
+    """
+    maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
+    return _reduce(maps.excess, reduction)
+
+
+def sums(
+    target: Any,
+    pred: Any,
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+    from_logits: bool = False,
+) -> Sums:
+    """BCE, entropy and excess summed over all elements, with the pixel and clipped counts."""
+    maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
+    return Sums(
+        pixels=math.prod(maps.bce.shape),
+        bce=float(maps.bce.sum()),
+        entropy=float(maps.entropy.sum()),
+        excess=float(maps.excess.sum()),
+        clipped=int(maps.clipped.sum()),
+    )
