@@ -94,21 +94,21 @@ def _print_summary(console: Console, results: list[ImageResult], summary: Summar
 
     scale = unit_scale(settings.units)
     t = summary.totals
-    console.print(f"[bold]bce-eval[/]: {summary.pairs} pairs evaluated, {summary.failed} failed, "
-                  f"{t.pixels:,} pixels (values per channel); convention {escape(settings.describe_convention())}")
+    console.print(f"[bold]bce-eval[/]: {summary.pairs} pairs evaluated, {summary.failed} failed; "
+                  f"{t.pixels:,} pixels (each channel value counts as one)")
+    console.print(f"convention: {escape(settings.describe_convention())}")
     overall = Table(title=f"Overall, pixel-weighted ({settings.units} per pixel)", title_justify="left",
-                    show_header=False, box=None, padding=(0, 2))
+                    show_header=False, box=None, padding=(0, 1))
     overall.add_row("BCE", _fmt(summary.mean("bce") * scale))
-    overall.add_row("Entropy H(target), the floor of BCE", _fmt(summary.mean("entropy") * scale))
-    overall.add_row("[bold]Excess BCE - H = KL[/], the reconstruction error",
-                    f"[bold]{_fmt(summary.mean('excess') * scale)}[/]")
-    overall.add_row("Per-image excess: median / 95th percentile / max",
-                    f"{_fmt(summary.excess_median * scale)} / {_fmt(summary.excess_p95 * scale)} / "
-                    f"{_fmt(summary.excess_max * scale)}")
+    overall.add_row("Entropy H(target)", _fmt(summary.mean("entropy") * scale), "the floor of BCE")
+    overall.add_row("[bold]Excess BCE - H[/]", f"[bold]{_fmt(summary.mean('excess') * scale)}[/]",
+                    "KL(target || pred), the reconstruction error")
+    overall.add_row("Per-image excess", _fmt(summary.excess_median * scale), "median")
+    overall.add_row("", _fmt(summary.excess_p95 * scale), "95th percentile")
+    overall.add_row("", _fmt(summary.excess_max * scale), "max")
     if summary.worst:
         overall.add_row("Worst image", escape(summary.worst.target))
-    if t.clipped:
-        overall.add_row("Predictions clipped by the convention", f"{t.clipped:,}")
+    overall.add_row("Clipped preds", f"{t.clipped:,}", f"of {t.pixels:,}, moved into range by the convention")
     console.print(overall)
     ranked = worst(results, top)
     if not ranked:

@@ -1,0 +1,219 @@
+"""Decoding keeps every bit and normalises by dtype; pairing reports every leftover file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bce_eval.images import InputError, load, pair_folders, pairs_from_csv
+
+from .conftest import write_image
+
+
+def test_png_8bit_grey_divides_by_255(tmp_path: Path, rng: np.random.Generator) -> None:
+    pixels = rng.integers(0, 256, (5, 7), dtype=np.uint8)
+    out = load(write_image(tmp_path / "a.png", pixels))
+    assert out.shape == (5, 7, 1) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[:, :, 0], pixels / 255)
+
+
+def test_png_16bit_grey_divides_by_65535(tmp_path: Path, rng: np.random.Generator) -> None:
+    pixels = rng.integers(0, 65536, (5, 7), dtype=np.uint16)
+    out = load(write_image(tmp_path / "a.png", pixels))
+    np.testing.assert_array_equal(out[:, :, 0], pixels / 65535)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_png_16bit_colour_keeps_all_16_bits(tmp_path: Path, rng: np.random.Generator, channels: int) -> None:
+    pixels = rng.integers(0, 65536, (4, 6, channels), dtype=np.uint16)
+    out = load(write_image(tmp_path / "a.png", pixels), alpha="include")
+    np.testing.assert_array_equal(out, pixels / 65535)  # Pillow alone would give 8 bits
+
+
+def test_png_1bit_becomes_0_and_1(tmp_path: Path) -> None:
+    pixels = np.array([[True, False], [False, True]])
+    out = load(write_image(tmp_path / "a.png", pixels))
+    np.testing.assert_array_equal(out[:, :, 0], pixels.astype(float))
+
+
+def test_palette_becomes_rgb(tmp_path: Path) -> None:
+    im = Image.new("P", (2, 1))
+    im.putpalette([255, 0, 0, 0, 128, 255] + [0] * 762)
+    im.putdata([0, 1])
+    im.save(tmp_path / "p.png")
+    out = load(tmp_path / "p.png")
+    np.testing.assert_array_equal(out[0], np.array([[255, 0, 0], [0, 128, 255]]) / 255)
+
+
+def test_alpha_is_dropped_by_default_and_kept_on_request(tmp_path: Path, rng: np.random.Generator) -> None:
+    pixels = rng.integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    path = write_image(tmp_path / "a.png", pixels)
+    np.testing.assert_array_equal(load(path), pixels[:, :, :3] / 255)
+    np.testing.assert_array_equal(load(path, alpha="include"), pixels / 255)
+
+
+def test_grayscale_uses_601_luma_in_float64(tmp_path: Path, rng: np.random.Generator) -> None:
+    pixels = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    out = load(write_image(tmp_path / "a.png", pixels), grayscale=True)
+    expected = (0.299 * pixels[:, :, 0] + 0.587 * pixels[:, :, 1] + 0.114 * pixels[:, :, 2]) / 255
+    np.testing.assert_allclose(out[:, :, 0], expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".webp", ".tif"])
+def test_lossless_8bit_formats(tmp_path: Path, rng: np.random.Generator, suffix: str) -> None:
+    pixels = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    if suffix == ".webp":
+        Image.fromarray(pixels).save(tmp_path / "a.webp", lossless=True)
+        path = tmp_path / "a.webp"
+    else:
+        path = write_image(tmp_path / f"a{suffix}", pixels)
+    np.testing.assert_array_equal(load(path), pixels / 255)
+
+
+def test_jpeg_is_read_as_8bit(tmp_path: Path, rng: np.random.Generator) -> None:
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    out = load(write_image(tmp_path / "a.jpg", pixels))
+    assert out.shape == (8, 8, 3)
+    np.testing.assert_array_equal(out * 255, np.round(out * 255))  # multiples of 1/255
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 5, 3), (4, 5, 4)])
+def test_tiff_16bit_keeps_all_bits(tmp_path: Path, rng: np.random.Generator, shape: tuple[int, ...]) -> None:
+    pixels = rng.integers(0, 65536, shape, dtype=np.uint16)
+    out = load(write_image(tmp_path / "a.tif", pixels), alpha="include")
+    np.testing.assert_array_equal(out.reshape(pixels.shape), pixels / 65535)
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 5, 3)])
+def test_tiff_float32_is_taken_as_is(tmp_path: Path, rng: np.random.Generator, shape: tuple[int, ...]) -> None:
+    pixels = rng.random(shape, dtype=np.float32)
+    out = load(write_image(tmp_path / "a.tiff", pixels))
+    np.testing.assert_array_equal(out.reshape(pixels.shape), pixels.astype(np.float64))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"), [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1), (np.float64, 1), (bool, 1)]
+)
+def test_npy_normalised_by_dtype(tmp_path: Path, rng: np.random.Generator, dtype: type, scale: int) -> None:
+    raw = rng.random((3, 4, 2)) * (scale if scale > 1 else 1)
+    pixels = (raw > 0.5) if dtype is bool else raw.astype(dtype)
+    out = load(write_image(tmp_path / "a.npy", pixels))
+    np.testing.assert_array_equal(out, pixels.astype(np.float64) / scale)
+
+
+def test_npy_values_are_not_used_to_guess_the_range(tmp_path: Path) -> None:
+    """A dark uint8 image stays dark: 3 means 3/255, whatever the maximum is."""
+    out = load(write_image(tmp_path / "a.npy", np.array([[0, 3]], dtype=np.uint8)))
+    assert out[0, 1, 0] == 3 / 255
+
+
+def test_npy_with_pickle_is_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match=r"a\.npy: cannot read \.npy"):
+        load(tmp_path / "a.npy")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32, np.int8])
+def test_npy_with_ambiguous_range_is_refused(tmp_path: Path, dtype: type) -> None:
+    with pytest.raises(InputError, match="unsupported sample type"):
+        load(write_image(tmp_path / "a.npy", np.zeros((2, 2), dtype=dtype)))
+
+
+def test_npy_with_four_dimensions_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"has shape \(1, 2, 2, 1\)"):
+        load(write_image(tmp_path / "a.npy", np.zeros((1, 2, 2, 1))))
+
+
+def test_logits_need_float_npy(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="with --logits"):
+        load(write_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8)), logits=True)
+    logits = np.array([[-50.0, 3.0]])
+    out = load(write_image(tmp_path / "b.npy", logits), logits=True)
+    np.testing.assert_array_equal(out[:, :, 0], logits)
+
+
+@pytest.mark.parametrize("name", ["bad.png", "bad.jpg", "bad.tif", "bad.npy", "bad.webp"])
+def test_corrupt_files_raise_input_error_naming_the_file(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40 if name.endswith(".png") else b"not an image at all")
+    with pytest.raises(InputError) as info:
+        load(path)
+    assert info.value.path == str(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_png_raises_input_error(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = write_image(tmp_path / "a.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match="a.png"):
+        load(path)
+
+
+def _touch(root: Path, *names: str) -> None:
+    for name in names:
+        write_image(root / name, np.zeros((2, 2), np.uint8))
+
+
+def test_pairing_by_relative_path_without_extension(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "a.png", "sub/b.png")
+    _touch(recons, "a.npy", "sub/b.png")
+    pairing = pair_folders(targets, recons)
+    assert [(p.name, p.problem) for p in pairing.pairs] == [("a", None), ("sub/b", None)]
+    assert pairing.pairs[0].recon == recons / "a.npy"
+
+
+def test_recon_suffix_is_stripped(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "a.png")
+    _touch(recons, "a_recon.png")
+    assert [p.problem for p in pair_folders(targets, recons, recon_suffix="_recon").pairs] == [None]
+
+
+def test_unpaired_and_ambiguous_files_are_reported(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "only_target.png", "twice.png", "twice.bmp", "ok.png")
+    _touch(recons, "only_recon.png", "twice.png", "ok.png")
+    (targets / "notes.txt").write_text("not an image")
+    (targets / ".hidden.png").write_bytes(b"")
+    pairing = pair_folders(targets, recons)
+    problems = {p.name: p.problem for p in pairing.pairs}
+    assert problems["ok"] is None
+    assert problems["only_target"] == f"no reconstruction in {recons}"
+    assert problems["only_recon"] == f"no target in {targets}"
+    assert "ambiguous: twice.bmp and twice.png" in (problems["twice"] or "")
+    assert pairing.ignored == [targets / "notes.txt"]
+
+
+def test_missing_folder_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a folder"):
+        pair_folders(tmp_path / "nope", tmp_path)
+
+
+def test_pairs_from_csv(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    _touch(recons, "y.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("target,recon\nx.png,y.png\nx.png,missing.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert (pairs[0].target, pairs[0].recon, pairs[0].problem) == (targets / "x.png", recons / "y.png", None)
+    assert pairs[1].problem == "no such file" and pairs[1].culprit == str(recons / "missing.png")
+
+
+def test_pairs_csv_needs_its_columns(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("a,b\nx.png,y.png\n")
+    with pytest.raises(InputError, match="needs the columns target,recon"):
+        pairs_from_csv(listing, *folders)
+
+
+def test_jpeg_targets_are_flagged_as_lossy(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "a.jpg", "b.png")
+    _touch(recons, "a.png", "b.png")
+    assert pair_folders(targets, recons).lossy_targets == [targets / "a.jpg"]
+
