@@ -37,13 +37,21 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConventionOpt = Annotated[
     Literal["keras", "torch"],
-    typer.Option(help="keras: clip pred to [eps, 1-eps] (Keras BinaryCrossentropy); "
-                      "torch: floor each log at -100 (torch.nn.BCELoss)."),
+    typer.Option(
+        help="keras: clip pred to [eps, 1-eps] (Keras BinaryCrossentropy); "
+        "torch: floor each log at -100 (torch.nn.BCELoss)."
+    ),
 ]
 EpsOpt = Annotated[float, typer.Option(help="Clipping bound of the keras convention, in [0, 0.5).")]
-LogitsOpt = Annotated[bool, typer.Option("--logits", help="Predictions are logits "
-                                         "(BCEWithLogitsLoss: stable log-sigmoid, no clipping).")]
-UnitsOpt = Annotated[Literal["nats", "bits"], typer.Option(help="Unit of every figure: nats (natural log) or bits.")]
+LogitsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--logits", help="Predictions are logits (BCEWithLogitsLoss: stable log-sigmoid, no clipping)."
+    ),
+]
+UnitsOpt = Annotated[
+    Literal["nats", "bits"], typer.Option(help="Unit of every figure: nats (natural log) or bits.")
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -64,8 +72,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions."""
 
@@ -88,21 +97,32 @@ def _fmt(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.6g}"
 
 
-def _print_summary(console: Console, results: list[ImageResult], summary: Summary,
-                   settings: Settings, top: int) -> None:
+def _print_summary(
+    console: Console, results: list[ImageResult], summary: Summary, settings: Settings, top: int
+) -> None:
     from .report import unit_scale, worst
 
     scale = unit_scale(settings.units)
     t = summary.totals
-    console.print(f"[bold]bce-eval[/]: {summary.pairs} pairs evaluated, {summary.failed} failed; "
-                  f"{t.pixels:,} pixels (each channel value counts as one)")
+    console.print(
+        f"[bold]bce-eval[/]: {summary.pairs} pairs evaluated, {summary.failed} failed; "
+        f"{t.pixels:,} pixels (each channel value counts as one)"
+    )
     console.print(f"convention: {escape(settings.describe_convention())}")
-    overall = Table(title=f"Overall, pixel-weighted ({settings.units} per pixel)", title_justify="left",
-                    show_header=False, box=None, padding=(0, 1))
+    overall = Table(
+        title=f"Overall, pixel-weighted ({settings.units} per pixel)",
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 1),
+    )
     overall.add_row("BCE", _fmt(summary.mean("bce") * scale))
     overall.add_row("Entropy H(target)", _fmt(summary.mean("entropy") * scale), "the floor of BCE")
-    overall.add_row("[bold]Excess BCE - H[/]", f"[bold]{_fmt(summary.mean('excess') * scale)}[/]",
-                    "KL(target || pred), the reconstruction error")
+    overall.add_row(
+        "[bold]Excess BCE - H[/]",
+        f"[bold]{_fmt(summary.mean('excess') * scale)}[/]",
+        "KL(target || pred), the reconstruction error",
+    )
     overall.add_row("Per-image excess", _fmt(summary.excess_median * scale), "median")
     overall.add_row("", _fmt(summary.excess_p95 * scale), "95th percentile")
     overall.add_row("", _fmt(summary.excess_max * scale), "max")
@@ -119,9 +139,15 @@ def _print_summary(console: Console, results: list[ImageResult], summary: Summar
     for rank, r in enumerate(ranked, start=1):
         assert r.sums is not None and r.shape is not None
         n = r.sums.pixels
-        table.add_row(str(rank), escape(r.target), "x".join(map(str, r.shape)),
-                      _fmt(r.sums.bce / n * scale), _fmt(r.sums.entropy / n * scale),
-                      _fmt(r.excess * scale), str(r.sums.clipped))
+        table.add_row(
+            str(rank),
+            escape(r.target),
+            "x".join(map(str, r.shape)),
+            _fmt(r.sums.bce / n * scale),
+            _fmt(r.sums.entropy / n * scale),
+            _fmt(r.excess * scale),
+            str(r.sums.clipped),
+        )
     console.print(table)
 
 
@@ -142,28 +168,52 @@ def _run(pairs: list, settings: Settings) -> list[ImageResult]:
 @app.command()
 def compare(
     targets: Annotated[Path, typer.Argument(help="Folder of target images (searched recursively).")],
-    recons: Annotated[Path, typer.Argument(help="Folder of reconstructions, paired with targets by "
-                                                "relative path without extension.")],
-    recon_suffix: Annotated[str, typer.Option(help="Suffix to strip from reconstruction names, "
-                                                   "e.g. _recon pairs a_recon.png with a.png.")] = "",
-    pairs: Annotated[Path | None, typer.Option("--pairs", help="CSV with columns target,recon listing the "
-                                               "pairs; paths relative to TARGETS and RECONS.")] = None,
+    recons: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of reconstructions, paired with targets by relative path without extension."
+        ),
+    ],
+    recon_suffix: Annotated[
+        str,
+        typer.Option(
+            help="Suffix to strip from reconstruction names, e.g. _recon pairs a_recon.png with a.png."
+        ),
+    ] = "",
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="CSV with columns target,recon listing the pairs; paths relative to TARGETS and RECONS.",
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
-    csv_path: Annotated[str | None, typer.Option("--csv", help="Write one row per pair to this CSV "
-                                                 "file ('-' for stdout).")] = None,
-    json_path: Annotated[str | None, typer.Option("--json", help="Write settings, summary and per-image "
-                                                  "figures as JSON ('-' for stdout).")] = None,
+    csv_path: Annotated[
+        str | None, typer.Option("--csv", help="Write one row per pair to this CSV file ('-' for stdout).")
+    ] = None,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="Write settings, summary and per-image figures as JSON ('-' for stdout)."
+        ),
+    ] = None,
     units: UnitsOpt = "nats",
     eps: EpsOpt = 1e-7,
     convention: ConventionOpt = "keras",
     logits: LogitsOpt = False,
-    backend: Annotated[Literal["numpy", "torch"], typer.Option(help="Array library for the math; torch "
-                                                               "needs the [torch] extra.")] = "numpy",
+    backend: Annotated[
+        Literal["numpy", "torch"],
+        typer.Option(help="Array library for the math; torch needs the [torch] extra."),
+    ] = "numpy",
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda or cuda:N.")] = "cpu",
-    alpha: Annotated[Literal["drop", "include"], typer.Option(help="Drop the alpha channel or score it "
-                                                              "as one more channel.")] = "drop",
-    grayscale: Annotated[bool, typer.Option("--grayscale", help="Convert both sides to luminance "
-                                            "(ITU-R 601-2, in float64) first.")] = False,
+    alpha: Annotated[
+        Literal["drop", "include"],
+        typer.Option(help="Drop the alpha channel or score it as one more channel."),
+    ] = "drop",
+    grayscale: Annotated[
+        bool,
+        typer.Option("--grayscale", help="Convert both sides to luminance (ITU-R 601-2, in float64) first."),
+    ] = False,
 ) -> None:
     """Score every reconstruction in RECONS against its target in TARGETS.
 
@@ -175,12 +225,23 @@ def compare(
     from .report import Settings, Summary, to_json, write_csv, write_json
 
     _check_eps(eps)
-    settings = Settings(convention=convention, eps=eps, logits=logits, units=units, alpha=alpha,
-                        grayscale=grayscale, backend=backend, device=device)
+    settings = Settings(
+        convention=convention,
+        eps=eps,
+        logits=logits,
+        units=units,
+        alpha=alpha,
+        grayscale=grayscale,
+        backend=backend,
+        device=device,
+    )
     try:
         check_backend(settings)
-        pairing = (images.pairs_from_csv(pairs, targets, recons) if pairs
-                   else images.pair_folders(targets, recons, recon_suffix=recon_suffix))
+        pairing = (
+            images.pairs_from_csv(pairs, targets, recons)
+            if pairs
+            else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
+        )
     except (BackendError, images.InputError) as e:
         raise fail(str(e)) from None
     if not pairing.pairs:
@@ -188,8 +249,11 @@ def compare(
     for path in pairing.ignored:
         stderr.print(f"note: {path}: not an image file bce-eval reads; ignored", markup=False)
     if pairing.lossy_targets:
-        stderr.print(f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, e.g. {pairing.lossy_targets[0]}: "
-                     "lossy targets carry compression artefacts into every figure", markup=False)
+        stderr.print(
+            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, e.g. {pairing.lossy_targets[0]}: "
+            "lossy targets carry compression artefacts into every figure",
+            markup=False,
+        )
 
     results = _run(pairing.pairs, settings)
     summary = Summary.of(results)
@@ -236,7 +300,9 @@ def explain(
     try:
         maps = metrics.pixel_maps(y, p, eps=eps, convention=convention, from_logits=logits)
     except metrics.ValueOutOfRange as e:
-        raise fail(f"--{e.which}: value {e.value!r} (position {e.index[0] + 1}) is not {e.expected}") from None
+        raise fail(
+            f"--{e.which}: value {e.value!r} (position {e.index[0] + 1}) is not {e.expected}"
+        ) from None
     settings = Settings(convention=convention, eps=eps, logits=logits, units=units)
     scale = unit_scale(units)
     stdout.print(f"convention {escape(settings.describe_convention())}; figures in {units}")
@@ -244,11 +310,19 @@ def explain(
     for column in ("target y", "logit" if logits else "pred p", "BCE", "H(y)", "excess"):
         table.add_column(column, justify="right")
     for i in range(len(y)):
-        table.add_row(f"{y[i]:g}", f"{p[i]:g}", *(f"{m[i] * scale:.6f}" for m in (maps.bce, maps.entropy, maps.excess)))
+        table.add_row(
+            f"{y[i]:g}", f"{p[i]:g}", *(f"{m[i] * scale:.6f}" for m in (maps.bce, maps.entropy, maps.excess))
+        )
     table.add_section()
-    table.add_row("mean", "", *(f"[bold]{m.mean() * scale:.6f}[/]" for m in (maps.bce, maps.entropy, maps.excess)))
+    table.add_row(
+        "mean", "", *(f"[bold]{m.mean() * scale:.6f}[/]" for m in (maps.bce, maps.entropy, maps.excess))
+    )
     stdout.print(table)
-    stdout.print("BCE cannot reach 0 for a soft target: its minimum over p is H(y), reached at p = y, "
-                 "and H(y) > 0 whenever 0 < y < 1.")
-    stdout.print("The excess BCE - H(y) = KL(Bernoulli(y) || Bernoulli(p)) measures the reconstruction "
-                 "error: it is 0 exactly when p = y.")
+    stdout.print(
+        "BCE cannot reach 0 for a soft target: its minimum over p is H(y), reached at p = y, "
+        "and H(y) > 0 whenever 0 < y < 1."
+    )
+    stdout.print(
+        "The excess BCE - H(y) = KL(Bernoulli(y) || Bernoulli(p)) measures the reconstruction "
+        "error: it is 0 exactly when p = y."
+    )

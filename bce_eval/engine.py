@@ -37,7 +37,9 @@ def check_backend(settings: Settings) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(f"--device {settings.device}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise BackendError(f"--device {settings.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise BackendError(
+            f"--device {settings.device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     if device.type not in ("cpu", "cuda"):
         raise BackendError(f"--device {settings.device}: use cpu, cuda or cuda:N")
 
@@ -52,8 +54,7 @@ def _to_backend(array: np.ndarray, settings: Settings) -> Any:
 
 def _located(error: metrics.ValueOutOfRange) -> str:
     row, column, channel = error.index
-    return (f"value {error.value!r} at row {row}, column {column}, channel {channel} "
-            f"is not {error.expected}")
+    return f"value {error.value!r} at row {row}, column {column}, channel {channel} is not {error.expected}"
 
 
 def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
@@ -69,12 +70,19 @@ def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
         return ImageResult(pair.name, target_name, recon_name, error=str(e))
     shape = target.shape
     if recon.shape != shape:
-        error = (f"{recon_name}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
-                 f"differs from the target's {'x'.join(map(str, shape))}")
+        error = (
+            f"{recon_name}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
+            f"differs from the target's {'x'.join(map(str, shape))}"
+        )
         return ImageResult(pair.name, target_name, recon_name, error=error)
     try:
-        sums = metrics.sums(_to_backend(target, settings), _to_backend(recon, settings),
-                            eps=settings.eps, convention=settings.convention, from_logits=settings.logits)
+        sums = metrics.sums(
+            _to_backend(target, settings),
+            _to_backend(recon, settings),
+            eps=settings.eps,
+            convention=settings.convention,
+            from_logits=settings.logits,
+        )
     except metrics.ValueOutOfRange as e:
         culprit = target_name if e.which == "target" else recon_name
         return ImageResult(pair.name, target_name, recon_name, shape, error=f"{culprit}: {_located(e)}")
@@ -85,7 +93,9 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def evaluate(pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None) -> Iterator[ImageResult]:
+def evaluate(
+    pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
+) -> Iterator[ImageResult]:
     """Results for every pair, in the order given; decoding and NumPy math release the GIL,
     so threads overlap them."""
     workers = workers or default_workers()

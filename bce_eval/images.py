@@ -125,7 +125,9 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
         name = Path(t).with_suffix("").as_posix()
         missing = [p for p in (target, recon) if not p.is_file()]
         problem = "no such file" if missing else None
-        pairs.append(Pair(name, target, recon, problem) if not missing else Pair(name, missing[0], None, problem))
+        pairs.append(
+            Pair(name, target, recon, problem) if not missing else Pair(name, missing[0], None, problem)
+        )
     return Pairing(pairs, [])
 
 
@@ -220,8 +222,11 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
         return pixels / np.float64(65535)
     if kind == "f":
         return pixels.astype(np.float64)
-    raise InputError(path, f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
-                     "use uint8, uint16 or float in [0, 1]")
+    raise InputError(
+        path,
+        f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
+        "use uint8, uint16 or float in [0, 1]",
+    )
 
 
 def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
@@ -249,7 +254,9 @@ def load(path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: 
         pixels, has_alpha = _read_tiff(path)
     elif suffix == ".png":
         depth, colour_type = _png_header(path)
-        pixels, has_alpha = _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
+        pixels, has_alpha = (
+            _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
+        )
     else:
         pixels, has_alpha = _read_pillow(path)
     image = _to_hwc(pixels, path)

@@ -128,16 +128,29 @@ class Settings:
 
 def _row(result: ImageResult, scale: float, units: Units) -> dict[str, Any]:
     h, w, c = result.shape or ("", "", "")
-    row: dict[str, Any] = {"target": result.target, "recon": result.recon, "height": h, "width": w,
-                           "channels": c, "status": result.status, "error": result.error or "",
-                           "unit": units}
+    row: dict[str, Any] = {
+        "target": result.target,
+        "recon": result.recon,
+        "height": h,
+        "width": w,
+        "channels": c,
+        "status": result.status,
+        "error": result.error or "",
+        "unit": units,
+    }
     s = result.sums
     if s is not None:
         n = s.pixels
-        row.update(pixels=n, bce=s.bce / n * scale if n else math.nan,
-                   entropy=s.entropy / n * scale if n else math.nan,
-                   excess=s.excess / n * scale if n else math.nan, bce_sum=s.bce * scale,
-                   entropy_sum=s.entropy * scale, excess_sum=s.excess * scale, clipped=s.clipped)
+        row.update(
+            pixels=n,
+            bce=s.bce / n * scale if n else math.nan,
+            entropy=s.entropy / n * scale if n else math.nan,
+            excess=s.excess / n * scale if n else math.nan,
+            bce_sum=s.bce * scale,
+            entropy_sum=s.entropy * scale,
+            excess_sum=s.excess * scale,
+            clipped=s.clipped,
+        )
     return row
 
 
@@ -147,20 +160,31 @@ def write_csv(results: Sequence[ImageResult], out: IO[str], settings: Settings) 
     writer = csv.DictWriter(out, CSV_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow({k: repr(v) if isinstance(v, float) else v
-                         for k, v in _row(result, scale, settings.units).items()})
+        writer.writerow(
+            {
+                k: repr(v) if isinstance(v, float) else v
+                for k, v in _row(result, scale, settings.units).items()
+            }
+        )
 
 
 def _sums_json(sums: Sums, scale: float) -> dict[str, Any]:
-    return {"pixels": sums.pixels, "bce_sum": sums.bce * scale, "entropy_sum": sums.entropy * scale,
-            "excess_sum": sums.excess * scale, "clipped": sums.clipped}
+    return {
+        "pixels": sums.pixels,
+        "bce_sum": sums.bce * scale,
+        "entropy_sum": sums.entropy * scale,
+        "excess_sum": sums.excess * scale,
+        "clipped": sums.clipped,
+    }
 
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def to_json(results: Sequence[ImageResult], summary: Summary, settings: Settings, version: str) -> dict[str, Any]:
+def to_json(
+    results: Sequence[ImageResult], summary: Summary, settings: Settings, version: str
+) -> dict[str, Any]:
     """version, settings, summary (sums and counts, and the means derived from them), images."""
     scale = unit_scale(settings.units)
     images = []
@@ -170,13 +194,20 @@ def to_json(results: Sequence[ImageResult], summary: Summary, settings: Settings
     return {
         "version": version,
         "settings": {
-            "convention": settings.convention, "eps": settings.eps, "logits": settings.logits,
-            "units": settings.units, "alpha": settings.alpha, "grayscale": settings.grayscale,
-            "backend": settings.backend, "device": settings.device,
-            "described": settings.describe_convention(), "weighting": "pixel",
+            "convention": settings.convention,
+            "eps": settings.eps,
+            "logits": settings.logits,
+            "units": settings.units,
+            "alpha": settings.alpha,
+            "grayscale": settings.grayscale,
+            "backend": settings.backend,
+            "device": settings.device,
+            "described": settings.describe_convention(),
+            "weighting": "pixel",
         },
         "summary": {
-            "pairs": summary.pairs, "failed": summary.failed,
+            "pairs": summary.pairs,
+            "failed": summary.failed,
             **_sums_json(summary.totals, scale),
             "bce": _finite(summary.mean("bce") * scale),
             "entropy": _finite(summary.mean("entropy") * scale),

@@ -27,7 +27,9 @@ def write_image(path: Path, pixels: np.ndarray) -> Path:
         with path.open("wb") as f:
             writer.write(f, pixels.reshape(h, w * c).tolist())
     else:
-        Image.fromarray(pixels).save(path, quality=95) if suffix in (".jpg", ".jpeg") else Image.fromarray(pixels).save(path)
+        Image.fromarray(pixels).save(path, quality=95) if suffix in (".jpg", ".jpeg") else Image.fromarray(
+            pixels
+        ).save(path)
     return path
 
 
@@ -42,4 +44,3 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     targets.mkdir()
     recons.mkdir()
     return targets, recons
-

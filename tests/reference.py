@@ -17,8 +17,9 @@ def _xlogy(x: Decimal, y: Decimal) -> Decimal:
     return ZERO if x == 0 else x * y.ln()
 
 
-def element(y: float, p: float, *, convention: str = "keras", eps: float = 1e-7,
-            logits: bool = False) -> tuple[Decimal, Decimal, Decimal]:
+def element(
+    y: float, p: float, *, convention: str = "keras", eps: float = 1e-7, logits: bool = False
+) -> tuple[Decimal, Decimal, Decimal]:
     """(BCE, H, excess) of one element, in nats."""
     with localcontext() as ctx:
         ctx.prec = 50

@@ -22,11 +22,13 @@ from .conftest import write_image
 runner = CliRunner()
 
 
-def invoke(*args: str):  # noqa: ANN201 - click's Result
+def invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def make_set(targets: Path, recons: Path, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def make_set(
+    targets: Path, recons: Path, rng: np.random.Generator
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """8-bit, 16-bit and float pairs; returns the exact [0, 1] values behind each file."""
     truth = {}
     t8 = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
@@ -52,13 +54,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_compare_matches_independent_references(folders: tuple[Path, Path], tmp_path: Path,
-                                                rng: np.random.Generator) -> None:
+def test_compare_matches_independent_references(
+    folders: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
     truth = make_set(*folders, rng)
     result = invoke("compare", *folders, "--csv", tmp_path / "out.csv", "--json", tmp_path / "out.json")
     assert result.exit_code == 0, result.output
-    rows = {Path(r["target"]).relative_to(folders[0]).with_suffix("").as_posix(): r
-            for r in read_csv(tmp_path / "out.csv")}
+    rows = {
+        Path(r["target"]).relative_to(folders[0]).with_suffix("").as_posix(): r
+        for r in read_csv(tmp_path / "out.csv")
+    }
     assert set(rows) == set(truth)
     all_y, all_p = [], []
     for name, (y, p) in truth.items():
@@ -79,7 +84,9 @@ def test_compare_matches_independent_references(folders: tuple[Path, Path], tmp_
     assert summary["entropy"] == pytest.approx(h / len(all_y), rel=1e-9)
 
 
-def test_summary_is_printed_with_unit_and_convention(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
+def test_summary_is_printed_with_unit_and_convention(
+    folders: tuple[Path, Path], rng: np.random.Generator
+) -> None:
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--top", "2")
     assert "3 pairs evaluated, 0 failed" in result.stdout
@@ -97,14 +104,28 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
     assert document["settings"]["units"] == "bits" and document["settings"]["convention"] == "torch"
     assert len(document["images"]) == 3
     image = document["images"][0]
-    assert {"target", "recon", "height", "width", "channels", "pixels", "bce", "entropy", "excess",
-            "bce_sum", "clipped", "status"} <= set(image)
+    assert {
+        "target",
+        "recon",
+        "height",
+        "width",
+        "channels",
+        "pixels",
+        "bce",
+        "entropy",
+        "excess",
+        "bce_sum",
+        "clipped",
+        "status",
+    } <= set(image)
     totals = document["summary"]
     assert totals["excess"] == pytest.approx(totals["excess_sum"] / totals["pixels"], rel=1e-15)
     assert "pairs evaluated" in result.stderr  # the human summary moves off stdout
 
 
-def test_bits_are_nats_over_log_2(folders: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator) -> None:
+def test_bits_are_nats_over_log_2(
+    folders: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
     make_set(*folders, rng)
     invoke("compare", *folders, "--csv", tmp_path / "nats.csv")
     invoke("compare", *folders, "--csv", tmp_path / "bits.csv", "--units", "bits")
@@ -114,8 +135,9 @@ def test_bits_are_nats_over_log_2(folders: tuple[Path, Path], tmp_path: Path, rn
             assert float(b[column]) == pytest.approx(float(n[column]) / math.log(2), rel=1e-14)
 
 
-def test_bad_inputs_exit_2_after_reporting_the_good_pairs(folders: tuple[Path, Path], tmp_path: Path,
-                                                          rng: np.random.Generator) -> None:
+def test_bad_inputs_exit_2_after_reporting_the_good_pairs(
+    folders: tuple[Path, Path], tmp_path: Path, rng: np.random.Generator
+) -> None:
     targets, recons = folders
     make_set(targets, recons, rng)
     write_image(targets / "no_partner.png", np.zeros((2, 2), np.uint8))
@@ -136,7 +158,7 @@ def test_bad_inputs_exit_2_after_reporting_the_good_pairs(folders: tuple[Path, P
     expected = {
         "no_partner": f"error: {targets / 'no_partner.png'}: no reconstruction in {recons}",
         "shape": f"error: {recons / 'shape.png'}: shape 4x5x1 (height x width x channels) differs from the "
-                 "target's 4x4x1",
+        "target's 4x4x1",
         "corrupt": f"error: {targets / 'corrupt.png'}: ",
         "range": f"error: {recons / 'range.npy'}: value 1.5 at row 1, column 0, channel 0 is not in [0, 1]",
         "nan": f"error: {targets / 'nan.npy'}: value nan at row 0, column 1, channel 0 is not in [0, 1]",
@@ -203,7 +225,9 @@ def test_pairs_csv_and_recon_suffix(folders: tuple[Path, Path], tmp_path: Path) 
     by_list = invoke("compare", *folders, "--pairs", listing, "--json", "-")
     assert by_suffix.exit_code == by_list.exit_code == 0
     excess = [json.loads(r.stdout)["summary"]["excess"] for r in (by_suffix, by_list)]
-    assert excess[0] == excess[1] == pytest.approx(float(reference.element(100 / 255, 110 / 255)[2]), rel=1e-12)
+    assert (
+        excess[0] == excess[1] == pytest.approx(float(reference.element(100 / 255, 110 / 255)[2]), rel=1e-12)
+    )
 
 
 def test_logits_recons(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
@@ -243,7 +267,7 @@ def test_explain_prints_the_example() -> None:
     result = invoke("explain", "--target", "0.5,0.3,0.5,0.9", "--pred", "0.1,0.3,0.5,0.8")
     assert result.exit_code == 0
     mean = next(line for line in result.stdout.splitlines() if "mean" in line)
-    assert ["0.717439", "0.580560", "0.136879"] == [w for w in mean.replace("│", " ").split() if "." in w]
+    assert [w for w in mean.replace("│", " ").split() if "." in w] == ["0.717439", "0.580560", "0.136879"]
     assert "minimum over p is H(y)" in result.stdout
 
 
@@ -274,15 +298,19 @@ def test_every_command_has_help() -> None:
 
 
 def test_help_and_version_do_not_import_torch() -> None:
-    code = ("import sys\nfrom bce_eval.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom bce_eval.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
 
 
 def test_python_m_runs_the_cli() -> None:
-    out = subprocess.run([sys.executable, "-m", "bce_eval", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bce_eval", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("bce-eval ")
 
 

@@ -14,7 +14,6 @@ from bce_eval import metrics
 
 from . import reference
 
-
 EXAMPLE_Y = [0.5, 0.3, 0.5, 0.9]
 EXAMPLE_P = [0.1, 0.3, 0.5, 0.8]
 
@@ -72,7 +71,9 @@ def test_tiny_differences_below_the_series_threshold() -> None:
         p = np.minimum(p, 1.0)
         e = metrics.pixel_maps(y, p, convention="torch").excess
         for i in range(y.size):
-            assert e[i] == pytest.approx(float(reference.element(y[i], p[i], convention="torch")[2]), rel=1e-9)
+            assert e[i] == pytest.approx(
+                float(reference.element(y[i], p[i], convention="torch")[2]), rel=1e-9
+            )
 
 
 def test_closed_forms() -> None:
@@ -84,8 +85,9 @@ def test_closed_forms() -> None:
     # y = 1/2: H = log 2; KL(1/2 || p) = -log 2 - (log p + log(1 - p)) / 2.
     p = 0.2
     assert float(bce_eval.entropy([0.5])) == pytest.approx(math.log(2), rel=1e-15)
-    assert float(bce_eval.excess([0.5], [p])) == pytest.approx(-math.log(2) - (math.log(p) + math.log(1 - p)) / 2,
-                                                              rel=1e-14)
+    assert float(bce_eval.excess([0.5], [p])) == pytest.approx(
+        -math.log(2) - (math.log(p) + math.log(1 - p)) / 2, rel=1e-14
+    )
 
 
 def test_keras_formula() -> None:

@@ -13,10 +13,16 @@ from . import reference
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
-])]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
+        ],
+    ),
+]
 
 
 def _data(n: int = 5000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +58,9 @@ def test_matches_bce_with_logits_loss(device: str) -> None:
 def test_same_figures_as_numpy_and_the_reference(device: str, convention: str) -> None:
     y, p = _data(2000, seed=2)
     on_numpy = metrics.sums(y, p, convention=convention)  # type: ignore[arg-type]
-    on_torch = metrics.sums(torch.tensor(y, device=device), torch.tensor(p, device=device),
-                            convention=convention)  # type: ignore[arg-type]
+    on_torch = metrics.sums(
+        torch.tensor(y, device=device), torch.tensor(p, device=device), convention=convention
+    )  # type: ignore[arg-type]
     truth = reference.totals(y, p, convention=convention)
     for ours in (on_numpy, on_torch):
         assert ours.bce == pytest.approx(truth[0], rel=1e-12)
@@ -68,7 +75,9 @@ def test_float32_tensors_are_computed_in_float64() -> None:
     ours = float(bce_eval.excess(y, p, convention="torch", reduction="sum"))
     truth = reference.totals(y.double().tolist(), p.double().tolist(), convention="torch")[2]
     assert ours == pytest.approx(truth, rel=1e-9)
-    in_float32 = float(F.binary_cross_entropy(p, y, reduction="sum") - F.binary_cross_entropy(y, y, reduction="sum"))
+    in_float32 = float(
+        F.binary_cross_entropy(p, y, reduction="sum") - F.binary_cross_entropy(y, y, reduction="sum")
+    )
     assert abs(in_float32 - truth) / truth > 1e-3  # what the float64 computation protects against
 
 
