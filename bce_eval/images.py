@@ -43,11 +43,7 @@ class Pair:
     target: Path | None
     recon: Path | None
     problem: str | None = None
-
-    @property
-    def culprit(self) -> str:
-        """The file a problem is about, for one-line messages."""
-        return str(self.target or self.recon)
+    culprit: Path | None = None  # the file the problem is about
 
 
 @dataclass(frozen=True)
@@ -94,13 +90,13 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
         ts, rs = target_files.get(name, []), recon_files.get(name, [])
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
         if len(ts) > 1:
-            pairs.append(Pair(name, t, r, _ambiguous(ts)))
+            pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
-            pairs.append(Pair(name, t, r, _ambiguous(rs)))
+            pairs.append(Pair(name, t, r, _ambiguous(rs), rs[0]))
         elif r is None:
-            pairs.append(Pair(name, t, None, f"no reconstruction in {recons}"))
+            pairs.append(Pair(name, t, None, f"no reconstruction in {recons}", t))
         elif t is None:
-            pairs.append(Pair(name, None, r, f"no target in {targets}"))
+            pairs.append(Pair(name, None, r, f"no target in {targets}", r))
         else:
             pairs.append(Pair(name, t, r))
     return Pairing(pairs, ignored_t + ignored_r)

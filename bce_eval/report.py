@@ -190,7 +190,9 @@ def to_json(
     images = []
     for result in results:
         row = _row(result, scale, settings.units)
-        images.append({k: _finite(v) if isinstance(v, float) else v for k, v in row.items() if v != ""})
+        images.append(
+            {k: None if v == "" else _finite(v) if isinstance(v, float) else v for k, v in row.items()}
+        )
     return {
         "version": version,
         "settings": {

@@ -203,7 +203,7 @@ def test_pairs_from_csv(folders: tuple[Path, Path], tmp_path: Path) -> None:
     listing.write_text("target,recon\nx.png,y.png\nx.png,missing.png\n")
     pairs = pairs_from_csv(listing, targets, recons).pairs
     assert (pairs[0].target, pairs[0].recon, pairs[0].problem) == (targets / "x.png", recons / "y.png", None)
-    assert pairs[1].problem == "no such file" and pairs[1].culprit == str(recons / "missing.png")
+    assert pairs[1].problem == "no such file" and pairs[1].culprit == recons / "missing.png"
 
 
 def test_pairs_csv_needs_its_columns(folders: tuple[Path, Path], tmp_path: Path) -> None:
