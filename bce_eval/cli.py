@@ -31,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
 )
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -127,15 +128,15 @@ def _print_summary(
     overall.add_row("", _fmt(summary.excess_p95 * scale), "95th percentile")
     overall.add_row("", _fmt(summary.excess_max * scale), "max")
     if summary.worst:
-        overall.add_row("Worst image", escape(summary.worst.target))
+        overall.add_row("Worst image", escape(summary.worst.name))
     overall.add_row("Clipped preds", f"{t.clipped:,}", f"of {t.pixels:,}, moved into range by the convention")
     console.print(overall)
     ranked = worst(results, top)
     if not ranked:
         return
     table = Table(title=f"Worst {len(ranked)} by excess ({settings.units} per pixel)", title_justify="left")
-    for column in ("#", "target", "size", "BCE", "H", "excess", "clipped"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    for column in ("#", "image", "size", "BCE", "H", "excess", "clipped"):
+        table.add_column(column, justify="left" if column == "image" else "right")
     for rank, r in enumerate(ranked, start=1):
         assert r.sums is not None and r.shape is not None
         n = r.sums.pixels
@@ -167,11 +168,14 @@ def _run(pairs: list, settings: Settings) -> list[ImageResult]:
 
 @app.command()
 def compare(
-    targets: Annotated[Path, typer.Argument(help="Folder of target images (searched recursively).")],
+    targets: Annotated[
+        Path, typer.Argument(metavar="TARGETS", help="Folder of target images (searched recursively).")
+    ],
     recons: Annotated[
         Path,
         typer.Argument(
-            help="Folder of reconstructions, paired with targets by relative path without extension."
+            metavar="RECONS",
+            help="Folder of reconstructions, paired with targets by relative path without extension.",
         ),
     ],
     recon_suffix: Annotated[

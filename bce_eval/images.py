@@ -115,14 +115,13 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     for line, row in enumerate(rows, start=2):
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
-            pairs.append(Pair(f"{listing.name}:{line}", None, None, f"{listing}, line {line}: empty path"))
+            pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", listing))
             continue
         target, recon = targets / t, recons / r
         name = Path(t).with_suffix("").as_posix()
         missing = [p for p in (target, recon) if not p.is_file()]
-        problem = "no such file" if missing else None
         pairs.append(
-            Pair(name, target, recon, problem) if not missing else Pair(name, missing[0], None, problem)
+            Pair(name, target, recon, "no such file", missing[0]) if missing else Pair(name, target, recon)
         )
     return Pairing(pairs, [])
 

@@ -295,6 +295,7 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0 and "Usage" in result.stdout
     compare_help = invoke("compare", "--help").stdout
     assert "pixel-weighted" in compare_help
+    assert "[eps, 1-eps]" in compare_help and "[torch] extra" in compare_help  # brackets are not markup
 
 
 def test_help_and_version_do_not_import_torch() -> None:
