@@ -142,7 +142,7 @@ def _print_summary(
         n = r.sums.pixels
         table.add_row(
             str(rank),
-            escape(r.target),
+            escape(r.name),
             "x".join(map(str, r.shape)),
             _fmt(r.sums.bce / n * scale),
             _fmt(r.sums.entropy / n * scale),
