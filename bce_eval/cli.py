@@ -107,7 +107,7 @@ def _print_summary(
     t = summary.totals
     console.print(
         f"[bold]bce-eval[/]: {summary.pairs} pairs evaluated, {summary.failed} failed; "
-        f"{t.pixels:,} pixels (each channel value counts as one)"
+        f"{t.pixels:,} values (pixels x channels)"
     )
     console.print(f"convention: {escape(settings.describe_convention())}")
     overall = Table(

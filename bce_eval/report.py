@@ -21,6 +21,7 @@ Units = Literal["nats", "bits"]
 UNITS: tuple[str, ...] = ("nats", "bits")
 
 CSV_COLUMNS = (
+    "name",
     "target", "recon", "height", "width", "channels", "pixels", "bce", "entropy", "excess",
     "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit", "status", "error",
 )  # fmt: skip
@@ -127,8 +128,11 @@ class Settings:
 
 
 def _row(result: ImageResult, scale: float, units: Units) -> dict[str, Any]:
+    """Every column, "" where a failed pair has no value."""
     h, w, c = result.shape or ("", "", "")
-    row: dict[str, Any] = {
+    row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+    row |= {
+        "name": result.name,
         "target": result.target,
         "recon": result.recon,
         "height": h,
@@ -157,7 +161,7 @@ def _row(result: ImageResult, scale: float, units: Units) -> dict[str, Any]:
 def write_csv(results: Sequence[ImageResult], out: IO[str], settings: Settings) -> None:
     """One row per pair, failed pairs included, figures at full float64 precision."""
     scale = unit_scale(settings.units)
-    writer = csv.DictWriter(out, CSV_COLUMNS, restval="", lineterminator="\n")
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for result in results:
         writer.writerow(
