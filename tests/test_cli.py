@@ -89,7 +89,7 @@ def test_summary_is_printed_with_unit_and_convention(
 ) -> None:
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--top", "2")
-    assert "3 pairs evaluated, 0 failed" in result.stdout
+    assert "3 pairs, 3 evaluated, 0 failed" in result.stdout
     assert "keras (pred clipped to [1e-07, 1 - 1e-07])" in result.stdout
     assert "nats per pixel" in result.stdout
     assert "Worst 2 by excess" in result.stdout
@@ -120,7 +120,7 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
     } <= set(image)
     totals = document["summary"]
     assert totals["excess"] == pytest.approx(totals["excess_sum"] / totals["pixels"], rel=1e-15)
-    assert "pairs evaluated" in result.stderr  # the human summary moves off stdout
+    assert "3 pairs, 3 evaluated" in result.stderr  # the human summary moves off stdout
 
 
 def test_bits_are_nats_over_log_2(
@@ -168,7 +168,7 @@ def test_bad_inputs_exit_2_after_reporting_the_good_pairs(
     rows = read_csv(tmp_path / "out.csv")
     assert sorted(r["status"] for r in rows) == ["error"] * 5 + ["ok"] * 3
     assert all(r["error"] for r in rows if r["status"] == "error")
-    assert "3 pairs evaluated, 5 failed" in result.stdout
+    assert "8 pairs, 3 evaluated, 5 failed" in result.stdout
 
 
 def test_unpaired_recon_and_ambiguous_stems_exit_2(folders: tuple[Path, Path]) -> None:
