@@ -106,7 +106,8 @@ def _print_summary(
     scale = unit_scale(settings.units)
     t = summary.totals
     console.print(
-        f"[bold]bce-eval[/]: {summary.pairs + summary.failed} pairs, {summary.pairs} evaluated, {summary.failed} failed; "
+        f"[bold]bce-eval[/]: {summary.pairs + summary.failed} pairs, {summary.pairs} evaluated, "
+        f"{summary.failed} failed; "
         f"{t.pixels:,} values (pixels x channels)"
     )
     console.print(f"convention: {escape(settings.describe_convention())}")
