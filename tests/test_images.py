@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import png
 import pytest
 from PIL import Image
 
@@ -37,6 +38,14 @@ def test_png_1bit_becomes_0_and_1(tmp_path: Path) -> None:
     pixels = np.array([[True, False], [False, True]])
     out = load(write_image(tmp_path / "a.png", pixels))
     np.testing.assert_array_equal(out[:, :, 0], pixels.astype(float))
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_png_low_bit_depths_divide_by_their_maximum(tmp_path: Path, depth: int) -> None:
+    levels = np.arange(2**depth, dtype=np.uint8)[None, :]
+    with (tmp_path / "a.png").open("wb") as f:
+        png.Writer(levels.shape[1], 1, greyscale=True, bitdepth=depth).write(f, levels.tolist())
+    np.testing.assert_allclose(load(tmp_path / "a.png")[0, :, 0], levels[0] / (2**depth - 1), rtol=1e-15)
 
 
 def test_palette_becomes_rgb(tmp_path: Path) -> None:
