@@ -22,6 +22,7 @@ from . import __version__
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from .images import Pair
     from .report import ImageResult, Settings, Summary
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
@@ -153,7 +154,7 @@ def _print_summary(
     console.print(table)
 
 
-def _run(pairs: list, settings: Settings) -> list[ImageResult]:
+def _run(pairs: list[Pair], settings: Settings) -> list[ImageResult]:
     from rich.progress import Progress
 
     from .engine import evaluate
@@ -323,11 +324,8 @@ def explain(
         "mean", "", *(f"[bold]{m.mean() * scale:.6f}[/]" for m in (maps.bce, maps.entropy, maps.excess))
     )
     stdout.print(table)
+    stdout.print("BCE cannot reach 0 for a soft target: its minimum over p is H(y) > 0, at p = y.")
     stdout.print(
-        "BCE cannot reach 0 for a soft target: its minimum over p is H(y), reached at p = y, "
-        "and H(y) > 0 whenever 0 < y < 1."
+        "The excess BCE - H = KL(Bernoulli(y) || Bernoulli(p)) is the reconstruction error,", soft_wrap=True
     )
-    stdout.print(
-        "The excess BCE - H(y) = KL(Bernoulli(y) || Bernoulli(p)) measures the reconstruction "
-        "error: it is 0 exactly when p = y."
-    )
+    stdout.print("0 exactly when p = y.")
