@@ -325,7 +325,5 @@ def explain(
     )
     stdout.print(table)
     stdout.print("BCE cannot reach 0 for a soft target: its minimum over p is H(y) > 0, at p = y.")
-    stdout.print(
-        "The excess BCE - H = KL(Bernoulli(y) || Bernoulli(p)) is the reconstruction error,", soft_wrap=True
-    )
+    stdout.print("Excess = BCE - H = KL(Bernoulli(y) || Bernoulli(p)): the reconstruction error,")
     stdout.print("0 exactly when p = y.")
