@@ -320,3 +320,53 @@ def test_csv_is_parseable_from_stdout(folders: tuple[Path, Path], rng: np.random
     result = invoke("compare", *folders, "--csv", "-")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 3 and rows[0]["status"] == "ok"
+
+
+def test_torch_backend_without_torch_is_a_usage_error(
+    folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_image(folders[0] / "a.png", np.zeros((2, 2), np.uint8))
+    write_image(folders[1] / "a.png", np.zeros((2, 2), np.uint8))
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    result = invoke("compare", *folders, "--backend", "torch")
+    assert result.exit_code == 2 and "needs PyTorch: pip install 'bce-eval[torch]'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cuda:0", "CUDA is not available"), ("mps", "MPS has no float64"), ("tpu", "--device tpu")],
+)
+def test_unusable_devices_are_usage_errors(folders: tuple[Path, Path], device: str, message: str) -> None:
+    torch = pytest.importorskip("torch")
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    write_image(folders[0] / "a.png", np.zeros((2, 2), np.uint8))
+    write_image(folders[1] / "a.png", np.zeros((2, 2), np.uint8))
+    result = invoke("compare", *folders, "--backend", "torch", "--device", device)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.cuda
+def test_cuda_backend_gives_the_numpy_figures(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    make_set(*folders, rng)
+    on_numpy = json.loads(invoke("compare", *folders, "--json", "-").stdout)
+    on_cuda = json.loads(
+        invoke("compare", *folders, "--json", "-", "--backend", "torch", "--device", "cuda").stdout
+    )
+    for a, b in zip(on_numpy["images"], on_cuda["images"], strict=True):
+        assert b["excess_sum"] == pytest.approx(a["excess_sum"], rel=1e-12)
+
+
+def test_alpha_and_grayscale_options(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
+    rgba = rng.integers(0, 256, (4, 4, 4), dtype=np.uint8)
+    write_image(folders[0] / "a.png", rgba)
+    write_image(folders[1] / "a.png", np.clip(rgba.astype(int) + 9, 0, 255).astype(np.uint8))
+    channels = {
+        args: json.loads(invoke("compare", *folders, "--json", "-", *args).stdout)["images"][0]["channels"]
+        for args in ((), ("--alpha", "include"), ("--grayscale",), ("--grayscale", "--alpha", "include"))
+    }
+    assert list(channels.values()) == [3, 4, 1, 2]
