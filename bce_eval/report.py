@@ -18,7 +18,6 @@ import numpy as np
 from .metrics import Sums
 
 Units = Literal["nats", "bits"]
-UNITS: tuple[str, ...] = ("nats", "bits")
 
 CSV_COLUMNS = (
     "name",
