@@ -15,7 +15,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from .metrics import Sums
+from .metrics import KERAS_EPSILON, Sums
 
 Units = Literal["nats", "bits"]
 
@@ -109,7 +109,7 @@ class Settings:
     """How pairs were read and scored; recorded in every report."""
 
     convention: Literal["keras", "torch"] = "keras"
-    eps: float = 1e-7
+    eps: float = KERAS_EPSILON
     logits: bool = False
     units: Units = "nats"
     alpha: Literal["drop", "include"] = "drop"
