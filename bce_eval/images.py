@@ -225,11 +225,13 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
 
 
 def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
-    if pixels.ndim == 2:
-        return pixels[:, :, None]
-    if pixels.ndim == 3:
-        return pixels
-    raise InputError(path, f"has shape {pixels.shape}; expected (height, width) or (height, width, channels)")
+    if pixels.ndim not in (2, 3):
+        raise InputError(
+            path, f"has shape {pixels.shape}; expected (height, width) or (height, width, channels)"
+        )
+    if pixels.size == 0:
+        raise InputError(path, f"has shape {pixels.shape}: no pixels")
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
 def load(path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: bool = False) -> np.ndarray:

@@ -138,6 +138,12 @@ def test_npy_with_four_dimensions_is_refused(tmp_path: Path) -> None:
         load(write_image(tmp_path / "a.npy", np.zeros((1, 2, 2, 1))))
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0, 1)])
+def test_npy_without_pixels_is_refused(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    with pytest.raises(InputError, match="no pixels"):
+        load(write_image(tmp_path / "a.npy", np.zeros(shape)))
+
+
 def test_logits_need_float_npy(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="with --logits"):
         load(write_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8)), logits=True)
