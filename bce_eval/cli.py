@@ -44,7 +44,7 @@ ConventionOpt = Annotated[
         "torch: floor each log at -100 (torch.nn.BCELoss)."
     ),
 ]
-EpsOpt = Annotated[float, typer.Option(help="Clipping bound of the keras convention, in [0, 0.5).")]
+EpsOpt = Annotated[float, typer.Option(help="Clipping bound of the keras convention, in (0, 0.5).")]
 LogitsOpt = Annotated[
     bool,
     typer.Option(
@@ -62,8 +62,8 @@ def fail(message: str) -> typer.Exit:
 
 
 def _check_eps(eps: float) -> None:
-    if not 0 <= eps < 0.5:
-        raise fail(f"--eps must be in [0, 0.5), not {eps!r}")
+    if not 0 < eps < 0.5:
+        raise fail(f"--eps must be in (0, 0.5), not {eps!r}")
 
 
 def _version(value: bool) -> None:

@@ -174,8 +174,8 @@ def pixel_maps(
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {', '.join(CONVENTIONS)}, not {convention!r}")
-    if not 0 <= eps < 0.5:
-        raise ValueError(f"eps must be in [0, 0.5), not {eps!r}")
+    if not 0 < eps < 0.5:  # eps = 0 would make the keras clip a no-op and 0 * log 0 a NaN
+        raise ValueError(f"eps must be in (0, 0.5), not {eps!r}")
     xp = namespace(target, pred)
     y = _as_float64(target, xp)
     x = _as_float64(pred, xp)
@@ -256,7 +256,7 @@ def entropy(target: Any, *, reduction: Reduction = "mean") -> Any:
     >>> round(float(entropy([0.5, 0.3, 0.5, 0.9])), 6)
     0.58056
     """
-    maps = pixel_maps(target, target, eps=0.0, convention="torch")
+    maps = pixel_maps(target, target, convention="torch")
     return _reduce(maps.entropy, reduction)
 
 

@@ -102,7 +102,9 @@ def test_keras_formula() -> None:
 
 def test_eps_changes_the_clip() -> None:
     assert float(bce_eval.bce([1.0], [0.0], eps=1e-3)) == pytest.approx(-math.log(1e-3), rel=1e-14)
-    assert float(bce_eval.bce([1.0], [0.0], eps=0.0, convention="torch")) == 100.0
+    assert float(bce_eval.bce([1.0], [0.0], convention="torch")) == 100.0
+    with pytest.raises(ValueError, match=r"eps must be in \(0, 0.5\)"):
+        bce_eval.bce([1.0], [0.0], eps=0.0)
 
 
 def test_torch_convention_floors_logs_at_minus_100() -> None:
