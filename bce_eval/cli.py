@@ -7,6 +7,7 @@ error, reported only after every good pair has been evaluated and the reports wr
 from __future__ import annotations
 
 import math
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,15 +155,22 @@ def _print_summary(
     console.print(table)
 
 
-def _run(pairs: list[Pair], settings: Settings) -> list[ImageResult]:
-    from rich.progress import Progress
+def _show_progress(quiet: bool) -> bool:
+    """A progress bar only for a person watching: not with --quiet, in CI logs or when piped."""
+    return not quiet and stderr.is_terminal and not os.environ.get("CI")
+
+
+def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: bool) -> list[ImageResult]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .engine import evaluate
 
-    with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+    results = []
+    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    # transient: the bar disappears when done; it only appears after a moment (refresh rate).
+    with Progress(*columns, console=stderr, transient=True, disable=not _show_progress(quiet)) as progress:
         task = progress.add_task("evaluating", total=len(pairs))
-        results = []
-        for result in evaluate(pairs, settings):
+        for result in evaluate(pairs, settings, workers=workers):
             results.append(result)
             progress.advance(task)
     return results
@@ -212,6 +220,11 @@ def compare(
         typer.Option(help="Array library for the math; torch needs the [torch] extra."),
     ] = "numpy",
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda or cuda:N.")] = "cpu",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes (NumPy) or decoding threads (torch); default: one per core."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     alpha: Annotated[
         Literal["drop", "include"],
         typer.Option(help="Drop the alpha channel or score it as one more channel."),
@@ -261,7 +274,7 @@ def compare(
             markup=False,
         )
 
-    results = _run(pairing.pairs, settings)
+    results = _run(pairing.pairs, settings, workers=workers, quiet=quiet)
     summary = Summary.of(results)
     if csv_path:
         with _output(csv_path) as out:

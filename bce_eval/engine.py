@@ -1,17 +1,41 @@
-"""Runs pairs through decoding and the metrics, a few at a time, yielding results in order."""
+"""Runs pairs through decoding and the metrics in parallel, streaming, yielding results in order.
+
+NumPy backend: worker processes (decoders such as libspng hold the GIL) each decode and score a
+chunk of pairs and send back only the per-image sums. A bounded window of chunks is in flight,
+so memory does not grow with the number of pairs.
+
+torch backend: threads decode; the main thread moves batches of images to the device, one
+transfer a batch, and scores them there (uint8 pairs by a histogram on the device, others by
+the float64 maps), so only one process touches the GPU.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import metrics
-from .images import InputError, Pair, load
+from .images import Decoded, InputError, Pair, decode, to_float
 from .report import ImageResult, Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Chunks of work in flight per worker: enough to keep every core busy, few enough that memory
+# stays flat and Ctrl-C is prompt.
+_WINDOW_PER_WORKER = 4
+_MAX_CHUNK = 32
+# Values moved to the device in one batch by the torch backend (float64 maps: ~20 temporaries).
+_BATCH_VALUES = 1 << 22
 
 
 class BackendError(Exception):
@@ -44,12 +68,73 @@ def check_backend(settings: Settings) -> None:
         raise BackendError(f"--device {settings.device}: use cpu, cuda or cuda:N")
 
 
-def _to_backend(array: np.ndarray, settings: Settings) -> Any:
-    if settings.backend == "numpy":
-        return array
-    import torch
+def default_workers() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
-    return torch.from_numpy(array).to(settings.device)
+
+# --------------------------------------------------------------------------------------------
+# One pair: decode both files and bring them to the form the math takes.
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A decoded pair ready to score: both uint8 (the lookup path) or both float64."""
+
+    pair: Pair
+    target: np.ndarray
+    recon: np.ndarray
+
+    @property
+    def bytes(self) -> bool:
+        return self.target.dtype == np.uint8 and self.recon.dtype == np.uint8
+
+
+def _names(pair: Pair) -> tuple[str, str]:
+    return str(pair.target or ""), str(pair.recon or "")
+
+
+def _failed(pair: Pair, error: str, shape: tuple[int, int, int] | None = None) -> ImageResult:
+    return ImageResult(pair.name, *_names(pair), shape, error=error)
+
+
+def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
+    if decoded.pixels.dtype == np.uint8 and not settings.grayscale and not logits:
+        return decoded.channels(settings.alpha)
+    return to_float(decoded, path, alpha=settings.alpha, grayscale=settings.grayscale, logits=logits)
+
+
+def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
+    """Both files decoded, or the result that says why they cannot be scored."""
+    recon_name = _names(pair)[1]
+    if pair.problem is not None or pair.target is None or pair.recon is None:
+        return _failed(pair, f"{pair.culprit}: {pair.problem}")
+    try:
+        target = _prepare(decode(pair.target), pair.target, settings)
+        recon = _prepare(
+            decode(pair.recon, logits=settings.logits), pair.recon, settings, logits=settings.logits
+        )
+    except InputError as e:
+        return _failed(pair, str(e))
+    if recon.shape != target.shape:
+        return _failed(
+            pair,
+            f"{recon_name}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
+            f"differs from the target's {'x'.join(map(str, target.shape))}",
+        )
+    if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
+        target, recon = (
+            to_float(Decoded(a, False), p, alpha="include") if a.dtype == np.uint8 else a
+            for a, p in ((target, pair.target), (recon, pair.recon))
+        )
+    return _Ready(pair, target, recon)
+
+
+def _shape(array: Any) -> tuple[int, int, int]:
+    h, w, c = array.shape
+    return int(h), int(w), int(c)
 
 
 def _located(error: metrics.ValueOutOfRange) -> str:
@@ -57,50 +142,152 @@ def _located(error: metrics.ValueOutOfRange) -> str:
     return f"value {error.value!r} at row {row}, column {column}, channel {channel} is not {error.expected}"
 
 
-def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
-    """Decode one pair and score it; any problem with its files becomes the result's error."""
-    target_name = str(pair.target or "")
-    recon_name = str(pair.recon or "")
-    if pair.problem is not None or pair.target is None or pair.recon is None:
-        return ImageResult(pair.name, target_name, recon_name, error=f"{pair.culprit}: {pair.problem}")
+def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> ImageResult:
+    """Score one prepared pair; target and recon are its arrays on the backend."""
+    pair = ready.pair
     try:
-        target = load(pair.target, alpha=settings.alpha, grayscale=settings.grayscale)
-        recon = load(pair.recon, alpha=settings.alpha, grayscale=settings.grayscale, logits=settings.logits)
-    except InputError as e:
-        return ImageResult(pair.name, target_name, recon_name, error=str(e))
-    shape = target.shape
-    if recon.shape != shape:
-        error = (
-            f"{recon_name}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
-            f"differs from the target's {'x'.join(map(str, shape))}"
-        )
-        return ImageResult(pair.name, target_name, recon_name, error=error)
-    try:
-        sums = metrics.sums(
-            _to_backend(target, settings),
-            _to_backend(recon, settings),
-            eps=settings.eps,
-            convention=settings.convention,
-            from_logits=settings.logits,
-        )
+        if ready.bytes:
+            sums = metrics.byte_sums(target, recon, eps=settings.eps, convention=settings.convention)
+        else:
+            sums = metrics.sums(
+                target, recon, eps=settings.eps, convention=settings.convention, from_logits=settings.logits
+            )
     except metrics.ValueOutOfRange as e:
-        culprit = target_name if e.which == "target" else recon_name
-        return ImageResult(pair.name, target_name, recon_name, shape, error=f"{culprit}: {_located(e)}")
-    return ImageResult(pair.name, target_name, recon_name, (shape[0], shape[1], shape[2]), sums)
+        culprit = _names(pair)[0 if e.which == "target" else 1]
+        return _failed(pair, f"{culprit}: {_located(e)}", _shape(ready.target))
+    return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
+    """Decode one pair and score it on the CPU; any problem with its files is the result's error."""
+    ready = _ready(pair, settings)
+    if isinstance(ready, ImageResult):
+        return ready
+    return _scored(ready, ready.target, ready.recon, settings)
+
+
+def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
+    return [evaluate_pair(p, settings) for p in pairs]
+
+
+# --------------------------------------------------------------------------------------------
+# Many pairs.
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _in_order(
+    pool: Executor, function: Callable[..., R], chunks: Iterable[Sequence[T]], window: int, *args: Any
+) -> Iterator[R]:
+    """function(chunk, *args) for each chunk, at most ``window`` in flight, results in order."""
+    pending: deque[Future[R]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append(pool.submit(function, chunk, *args))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    # fork starts a worker in milliseconds with bce_eval already imported; elsewhere (macOS,
+    # Windows) the platform's default start method.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux" else None)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
 
 
 def evaluate(
     pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
 ) -> Iterator[ImageResult]:
-    """Results for every pair, in the order given; decoding and NumPy math release the GIL,
-    so threads overlap them."""
-    workers = workers or default_workers()
+    """Results for every pair, in the order given, computed by ``workers`` processes (NumPy) or
+    decoding threads (torch); memory stays flat however many pairs there are."""
+    workers = max(1, min(workers or default_workers(), len(pairs)))
+    if settings.backend == "torch":
+        yield from _evaluate_torch(pairs, settings, workers)
+        return
     if workers == 1:
         yield from (evaluate_pair(p, settings) for p in pairs)
         return
+    size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 8)))
+    pool = _process_pool(workers)
+    try:
+        for results in _in_order(
+            pool, _evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
+        ):
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The torch backend: batches on the device.
+
+
+def _ready_chunk(pairs: Sequence[Pair], settings: Settings) -> list[_Ready | ImageResult]:
+    return [_ready(p, settings) for p in pairs]
+
+
+def _batches(items: Iterable[_Ready | ImageResult]) -> Iterator[list[_Ready | ImageResult]]:
+    """Consecutive items, cut where the prepared arrays reach _BATCH_VALUES values."""
+    batch: list[_Ready | ImageResult] = []
+    values = 0
+    for item in items:
+        batch.append(item)
+        if isinstance(item, _Ready):
+            values += item.target.size
+        if values >= _BATCH_VALUES:
+            yield batch
+            batch, values = [], 0
+    if batch:
+        yield batch
+
+
+def _to_device(arrays: list[np.ndarray], device: str) -> list[Any]:
+    """One host-to-device transfer for many arrays of one dtype; views of it, shaped as given."""
+    import torch
+
+    flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays])).to(device)
+    views, start = [], 0
+    for a in arrays:
+        views.append(flat[start : start + a.size].view(a.shape))
+        start += a.size
+    return views
+
+
+def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[ImageResult]:
+    ready = [item for item in batch if isinstance(item, _Ready)]
+    scored: dict[int, ImageResult] = {}
+    for group in ([r for r in ready if r.bytes], [r for r in ready if not r.bytes]):
+        if not group:
+            continue
+        targets = _to_device([r.target for r in group], settings.device)
+        recons = _to_device([r.recon for r in group], settings.device)
+        for r, t, p in zip(group, targets, recons, strict=True):
+            scored[id(r)] = _scored(r, t, p, settings)
+    return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
+
+
+def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> Iterator[ImageResult]:
     with ThreadPoolExecutor(workers) as pool:
-        yield from pool.map(evaluate_pair, pairs, [settings] * len(pairs))
+        decoded = (
+            item
+            for chunk in _in_order(
+                pool, _ready_chunk, _chunks(pairs, 1), workers * _WINDOW_PER_WORKER, settings
+            )
+            for item in chunk
+        )
+        for batch in _batches(decoded):
+            yield from _score_batch(batch, settings)
