@@ -4,6 +4,7 @@ memory flat; the torch backend's batches give the NumPy figures."""
 from __future__ import annotations
 
 import itertools
+import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -150,3 +151,15 @@ def test_torch_backend_batches_give_the_numpy_figures(
         if b.sums is not None:
             assert a.sums is not None
             _assert_sums_close(a.sums, b.sums)
+
+
+def test_histogram_dot_is_within_a_few_ulp_of_the_exact_sum(rng: np.random.Generator) -> None:
+    figures = metrics.byte_tables().figures
+    for counts in (
+        rng.integers(0, 1000, metrics.BYTE_PAIRS),  # every bin filled: the longest sum
+        np.bincount(rng.integers(0, metrics.BYTE_PAIRS, 10**6), minlength=metrics.BYTE_PAIRS),
+    ):
+        fast = figures @ counts.astype(np.float64)
+        for row, got in zip(figures, fast, strict=True):
+            exact = math.fsum(row * counts)  # each product rounded once, then summed exactly
+            assert abs(got - exact) <= 1e-14 * exact
