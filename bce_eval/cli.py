@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Literal
@@ -160,6 +161,10 @@ def _show_progress(quiet: bool) -> bool:
     return not quiet and stderr.is_terminal and not os.environ.get("CI")
 
 
+# Seconds a run goes on before its progress bar appears: quick runs print no bar at all.
+PROGRESS_AFTER = 0.5
+
+
 def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: bool) -> list[ImageResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -167,12 +172,18 @@ def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: b
 
     results = []
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    # transient: the bar disappears when done; it only appears after a moment (refresh rate).
-    with Progress(*columns, console=stderr, transient=True, disable=not _show_progress(quiet)) as progress:
-        task = progress.add_task("evaluating", total=len(pairs))
+    progress = Progress(*columns, console=stderr, transient=True, disable=not _show_progress(quiet))
+    task = progress.add_task("evaluating", total=len(pairs))
+    started, shown = time.monotonic(), False
+    try:
         for result in evaluate(pairs, settings, workers=workers):
             results.append(result)
             progress.advance(task)
+            if not shown and time.monotonic() - started >= PROGRESS_AFTER:
+                progress.start()
+                shown = True
+    finally:
+        progress.stop()
     return results
 
 
