@@ -306,7 +306,7 @@ def sums(
 
 BYTE_PAIRS = 256 * 256
 # Below this many values, summing looked-up values costs less than a 65,536-bin histogram.
-_HISTOGRAM_FROM = 16384
+_HISTOGRAM_FROM = 8192
 
 
 @dataclass(frozen=True)
@@ -354,8 +354,8 @@ def byte_sums(
         counts = xp.bincount(index, minlength=BYTE_PAIRS).to(xp.float64)
         totals = (xp.as_tensor(figures.copy(), device=index.device) * counts).sum(dim=1).tolist()
     elif n < _HISTOGRAM_FROM:
-        # Each row is contiguous, and NumPy sums a contiguous 1-D array pairwise.
-        totals = [float(row.take(index).sum()) for row in figures]
+        # Rows of up to 8,192 contiguous values: NumPy sums each one pairwise.
+        totals = figures.take(index, axis=1).sum(axis=1).tolist()
     else:
         # A matrix-vector product of non-negative terms, within a few ulp of the exact sum
         # (tests/test_engine.py); the clipped row sums integers, exactly.
