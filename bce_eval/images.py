@@ -9,6 +9,7 @@ colour TIFF as 8-bit (or not at all), so those go to pypng and tifffile, which k
 from __future__ import annotations
 
 import csv
+import stat
 import struct
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,13 +27,21 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg")
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def printable(path: Path | str) -> str:
+    """The path as it is, or escaped as repr() does if it holds a newline, another control
+    character or a byte that is not text: an error message must stay one line, and a terminal
+    must not act on what a file name holds."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 class InputError(Exception):
     """A file that cannot be evaluated: unreadable, unpaired, wrong shape or out of range."""
 
     def __init__(self, path: Path | str, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.problem = " ".join(problem.split())  # decoders' messages may span lines
+        super().__init__(f"{printable(path)}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -56,15 +65,45 @@ class Pairing:
         return [p.target for p in self.pairs if p.target and p.target.suffix.lower() in LOSSY_SUFFIXES]
 
 
-def _scan(root: Path, strip_suffix: str = "") -> tuple[dict[str, list[Path]], list[Path]]:
-    """Image files under root by key: relative path without extension (and without strip_suffix)."""
+def file_problem(path: Path) -> str | None:
+    """Why path is not a regular file that can be read, or None. Only looks (stat), never
+    opens: opening a FIFO would wait for a writer forever."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "broken symbolic link" if path.is_symlink() else "no such file"
+    except OSError as e:  # a name too long, a symbolic link loop, no permission
+        return f"cannot be read: {e.strerror or e}"
+    except ValueError as e:  # a NUL character in the name
+        return f"cannot be read: {e}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
+@dataclass(frozen=True)
+class _Scan:
+    files: dict[str, list[Path]]  # image files by key
+    ignored: list[Path]
+    bad: dict[Path, str]  # image names that are not readable regular files, and why
+
+
+def _scan(root: Path, strip_suffix: str = "") -> _Scan:
+    """Image files under root by key: relative path without extension (and without strip_suffix).
+
+    Folders are walked into, even when named like an image; anything else with an image suffix
+    (a broken symbolic link, a FIFO) is kept, with its problem, so that it is reported.
+    """
     if not root.is_dir():
         raise InputError(root, "is not a folder")
     found: dict[str, list[Path]] = defaultdict(list)
     ignored: list[Path] = []
+    bad: dict[Path, str] = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
             continue
         if path.suffix.lower() not in SUFFIXES:
             ignored.append(path)
@@ -73,56 +112,90 @@ def _scan(root: Path, strip_suffix: str = "") -> tuple[dict[str, list[Path]], li
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
         found[key].append(path)
-    return found, ignored
+        problem = file_problem(path)
+        if problem is not None:
+            bad[path] = problem
+    return _Scan(found, ignored, bad)
 
 
 def _ambiguous(paths: list[Path]) -> str:
-    names = " and ".join(p.name for p in paths)
+    names = " and ".join(printable(p.name) for p in paths)
     return f"ambiguous: {names} have the same name; keep one"
 
 
 def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
     """Pair files by relative path without extension, recursively; report every leftover."""
-    target_files, ignored_t = _scan(targets)
-    recon_files, ignored_r = _scan(recons, recon_suffix)
+    target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
+    target_files, recon_files = target_scan.files, recon_scan.files
+    bad = target_scan.bad | recon_scan.bad
     pairs = []
     for name in sorted(target_files.keys() | recon_files.keys()):
         ts, rs = target_files.get(name, []), recon_files.get(name, [])
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
+        unreadable = next((p for p in (t, r) if p in bad), None)
         if len(ts) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(rs), rs[0]))
+        elif unreadable is not None:
+            pairs.append(Pair(name, t, r, bad[unreadable], unreadable))
         elif r is None:
-            pairs.append(Pair(name, t, None, f"no reconstruction in {recons}", t))
+            pairs.append(Pair(name, t, None, f"no reconstruction in {printable(recons)}", t))
         elif t is None:
-            pairs.append(Pair(name, None, r, f"no target in {targets}", r))
+            pairs.append(Pair(name, None, r, f"no target in {printable(targets)}", r))
         else:
             pairs.append(Pair(name, t, r))
-    return Pairing(pairs, ignored_t + ignored_r)
+    return Pairing(pairs, target_scan.ignored + recon_scan.ignored)
+
+
+def _unreadable(*paths: Path) -> tuple[str, Path] | None:
+    """The first problem among paths that are not readable regular files, and its file."""
+    for path in paths:
+        problem = file_problem(path)
+        if problem is not None:
+            return problem, path
+    return None
+
+
+def _name(listed: str) -> str:
+    """A pair's name from its listed target path: the path without extension."""
+    path = Path(listed)
+    return (path.with_suffix("") if path.suffix else path).as_posix()  # "." and "/" have no suffix
 
 
 def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
-    """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS."""
+    """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
+
+    A row that cannot be evaluated (an empty or unreadable path, a pair listed twice) becomes
+    that pair's problem; a list without a single row is an error of its own.
+    """
     try:
         with listing.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, row) for row in reader]
+            columns = reader.fieldnames
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(listing, f"cannot read the pair list: {e}") from None
-    if rows and not {"target", "recon"} <= rows[0].keys():
+    if columns and not {"target", "recon"} <= set(columns):
         raise InputError(listing, "the pair list needs the columns target,recon")
+    if not rows:
+        raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
     pairs = []
-    for line, row in enumerate(rows, start=2):
+    first_lines: dict[tuple[Path, Path], int] = {}
+    for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
             pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", listing))
             continue
         target, recon = targets / t, recons / r
-        name = Path(t).with_suffix("").as_posix()
-        missing = [p for p in (target, recon) if not p.is_file()]
-        pairs.append(
-            Pair(name, target, recon, "no such file", missing[0]) if missing else Pair(name, target, recon)
-        )
+        name = _name(t)
+        first = first_lines.setdefault((target, recon), line)
+        if first != line:
+            problem = f"line {line}: {printable(t)},{printable(r)} listed twice, first on line {first}"
+            pairs.append(Pair(name, target, recon, problem, listing))
+            continue
+        unreadable = _unreadable(target, recon)
+        pairs.append(Pair(name, target, recon, *unreadable) if unreadable else Pair(name, target, recon))
     return Pairing(pairs, [])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,82 @@ def test_jpeg_targets_are_flagged_as_lossy(folders: tuple[Path, Path]) -> None:
     _touch(targets, "a.jpg", "b.png")
     _touch(recons, "a.png", "b.png")
     assert pair_folders(targets, recons).lossy_targets == [targets / "a.jpg"]
+
+
+def test_pairs_csv_name_too_long_is_that_pairs_problem(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    _touch(recons, "x.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(f"target,recon\n{'a' * 300}.png,x.png\nx.png,x.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert pairs[0].problem == "cannot be read: File name too long"
+    assert pairs[1].problem is None
+
+
+@pytest.mark.parametrize("listed", [".", "/"])
+def test_pairs_csv_folder_paths_are_that_pairs_problem(
+    folders: tuple[Path, Path], tmp_path: Path, listed: str
+) -> None:
+    targets, recons = folders
+    _touch(recons, "x.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(f"target,recon\n{listed},x.png\n")
+    (pair,) = pairs_from_csv(listing, targets, recons).pairs
+    assert (pair.name, pair.problem) == (listed, "is a folder")
+
+
+def test_pairs_csv_row_listed_twice_is_reported(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    _touch(recons, "y.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("target,recon\nx.png,y.png\n\n./x.png,y.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert [p.problem for p in pairs] == [None, "line 4: ./x.png,y.png listed twice, first on line 2"]
+    assert pairs[1].culprit == listing
+
+
+@pytest.mark.parametrize("text", ["", "target,recon\n"])
+def test_pairs_csv_without_rows_is_an_input_error(
+    folders: tuple[Path, Path], tmp_path: Path, text: str
+) -> None:
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(text)
+    with pytest.raises(InputError, match=r"pairs\.csv: lists no pairs"):
+        pairs_from_csv(listing, *folders)
+
+
+def test_broken_symlink_is_reported_as_such(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    (recons / "x.png").symlink_to(recons / "nowhere.png")
+    (pair,) = pair_folders(targets, recons).pairs
+    assert (pair.problem, pair.culprit) == ("broken symbolic link", recons / "x.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_is_reported_as_not_a_regular_file(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    os.mkfifo(recons / "x.png")
+    (pair,) = pair_folders(targets, recons).pairs
+    assert (pair.problem, pair.culprit) == ("not a regular file", recons / "x.png")
+
+
+def test_folder_named_like_an_image_is_walked_into(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png/a.png")
+    _touch(recons, "x.png/a.png")
+    assert [(p.name, p.problem) for p in pair_folders(targets, recons).pairs] == [("x.png/a", None)]
+
+
+def test_input_error_escapes_control_characters_in_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "a\nb.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(InputError) as info:
+        load(path)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(repr(str(path)) + ": ")
+    assert info.value.path == str(path)
+    assert str(InputError(tmp_path / "plain é.png", "x")) == f"{tmp_path / 'plain é.png'}: x"
