@@ -4,6 +4,12 @@ Pixels become float64 arrays of shape (height, width, channels). The data range 
 stored sample type, never from the values: uint8 / 255, uint16 / 65535, 1-bit to {0, 1}, float
 as is. Nothing is narrowed on the way: Pillow reads 16-bit colour PNG and 16-bit or float
 colour TIFF as 8-bit (or not at all), so those go to pypng and tifffile, which keep every bit.
+
+A file is decoded as what its first bytes say it is (PNG, TIFF, JPEG, BMP, WebP or .npy), not as
+what its suffix says: a 16-bit PNG saved as x.jpg is read as the 16-bit PNG it is, and an array
+saved as x.png as an array (never with pickle). Such a mismatch is accepted without a note, since
+the content alone decides what the pixels are. The suffix chooses which files are looked at, and
+which decoder reports on content that matches none of these signatures.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import stat
 import struct
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +26,16 @@ from typing import Literal
 import numpy as np
 
 Alpha = Literal["drop", "include"]
+Decoder = Literal["png", "tiff", "npy", "pillow"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# TIFF and BigTIFF, little and big endian
+TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+NPY_SIGNATURE = b"\x93NUMPY"
+SUFFIX_DECODERS: dict[str, Decoder] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 # ITU-R 601-2 luma, the weights of Pillow's convert("L"), applied here in float64.
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -203,7 +216,7 @@ def _png_header(path: Path) -> tuple[int, int]:
     """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
     with path.open("rb") as f:
         head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[8:16] != b"\0\0\0\rIHDR":
         raise InputError(path, "not a PNG file (bad signature)")
     return head[24], head[25]
 
@@ -215,7 +228,8 @@ def _read_png16(path: Path) -> tuple[np.ndarray, bool]:
     try:
         width, height, rows, info = png.Reader(filename=str(path)).read()
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    except (png.Error, OSError, ValueError, EOFError) as e:
+    # pypng raises its own errors for damaged chunks, zlib's for damaged compressed data.
+    except (png.Error, zlib.error, OSError, ValueError, EOFError) as e:
         raise InputError(path, f"cannot decode: {e}") from None
     return pixels.reshape(height, width, info["planes"]), bool(info["alpha"])
 
@@ -237,6 +251,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
             pixels = np.asarray(im)
     except UnidentifiedImageError:
         raise InputError(path, "not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(path, f"cannot decode: {e}") from None
     # Pillow raises many kinds of exception on damaged files (OSError, SyntaxError, struct.error,
     # EOFError, ValueError ...); all of them mean the same to the user.
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
@@ -246,29 +262,82 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
     return pixels, im.mode in ("LA", "RGBA")
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
-    """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest."""
-    import tifffile
+def _check_tiff_samples(bits: int, is_float: bool, path: Path) -> None:
+    """Refuse sample types whose range is not fixed by the type: a 12-bit sample stored in 16 bits
+    may mean 4095 or 65535 for white, and nothing in the file says which."""
+    if bits not in ((16, 32, 64) if is_float else (1, 8, 16)):
+        raise InputError(
+            path,
+            f"{bits}-bit {'float' if is_float else 'integer'} samples are not supported: "
+            "TIFF must hold 1, 8 or 16-bit integer or 16, 32 or 64-bit float samples",
+        )
 
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+    """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
+
+    MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
+    max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
+    """
+    import tifffile
+    from PIL import Image
+
+    compression = "this"
     try:
         with tifffile.TiffFile(path) as tif:
-            if len(tif.pages) > 1:
+            if len(tif.pages) != 1:
                 raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
             page = tif.pages[0]
+            limit = Image.MAX_IMAGE_PIXELS  # None where a user has switched Pillow's check off
+            if limit is not None and page.imagewidth * page.imagelength > 2 * limit:
+                raise InputError(
+                    path,
+                    f"claims {page.imagewidth}x{page.imagelength} pixels, more than Pillow's "
+                    "limit against decompression bombs",
+                )
+            compression = getattr(page.compression, "name", str(page.compression))
+            is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
+            _check_tiff_samples(page.bitspersample, is_float, path)
             photometric = page.photometric
             if page.bitspersample <= 8 or photometric not in (
                 tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
                 return _read_pillow(path)
+            inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
+            if inverted and is_float:
+                raise InputError(
+                    path, "float MINISWHITE (0 is white) TIFF is not supported; store 0 as black"
+                )
             pixels = page.asarray()
             separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
             has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, struct.error, EOFError) as e:
+    except ImportError:  # tifffile imports a codec only when a file needs it
+        raise InputError(
+            path, f"cannot decode {compression} compression without imagecodecs: pip install imagecodecs"
+        ) from None
+    # tifffile raises these on damaged files; TypeError for tags whose values have the wrong type.
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        struct.error,
+        EOFError,
+        zlib.error,
+        NotImplementedError,
+    ) as e:
         hint = " (pip install imagecodecs)" if "imagecodecs" in str(e) else ""
         raise InputError(path, f"cannot decode: {e}{hint}") from None
+    except MemoryError:
+        raise InputError(path, "cannot decode: the image does not fit in memory") from None
     if separate:
         pixels = np.moveaxis(pixels, 0, -1)
+    if inverted and pixels.dtype.kind == "u":
+        grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]  # alpha, if any, keeps its sense
+        grey[...] = np.iinfo(pixels.dtype).max - grey
     return pixels, has_alpha
 
 
@@ -280,7 +349,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
-    """Sample values to float64 by dtype: bool to {0,1}, uint8 / 255, uint16 / 65535, float as is."""
+    """Sample values to float64 by dtype: bool to {0,1}, uint8 / 255, uint16 / 65535, float16, 32
+    and 64 as they are; wider floats (longdouble) are refused rather than narrowed."""
     kind, size = pixels.dtype.kind, pixels.dtype.itemsize
     if kind == "b":
         return pixels.astype(np.float64)
@@ -288,8 +358,14 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
         return pixels / np.float64(255)
     if kind == "u" and size == 2:
         return pixels / np.float64(65535)
-    if kind == "f":
+    if kind == "f" and size <= 8:
         return pixels.astype(np.float64)
+    if kind == "f":
+        raise InputError(
+            path,
+            f"unsupported sample type {pixels.dtype}: bce-eval computes in float64, which would "
+            "drop its extra precision; save it as float64",
+        )
     raise InputError(
         path,
         f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
@@ -307,22 +383,43 @@ def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
+def _sniff(path: Path) -> Decoder | None:
+    """The decoder for what the file's first bytes say it is; None if they match no format we read."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    if head.startswith(NPY_SIGNATURE):
+        return "npy"
+    if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "pillow"  # JPEG, BMP, WebP
+    return None
+
+
 def load(path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: bool = False) -> np.ndarray:
     """Decode one file to float64 (height, width, channels); values are checked later, by the metrics.
 
     logits: the file holds logits (.npy float only), taken as they are.
     """
-    suffix = path.suffix.lower()
+    problem = file_problem(path)  # before opening it: a FIFO would block
+    if problem is not None:
+        raise InputError(path, problem)
+    decoder = _sniff(path) or SUFFIX_DECODERS.get(path.suffix.lower(), "pillow")
     has_alpha = False
-    if logits and suffix != ".npy":
+    if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
-    if suffix == ".npy":
+    if decoder == "npy":
         pixels = _read_npy(path)
         if logits and pixels.dtype.kind != "f":
             raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
-    elif suffix in (".tif", ".tiff"):
+    elif decoder == "tiff":
         pixels, has_alpha = _read_tiff(path)
-    elif suffix == ".png":
+    elif decoder == "png":
         depth, colour_type = _png_header(path)
         pixels, has_alpha = (
             _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
