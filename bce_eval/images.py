@@ -4,11 +4,18 @@ Pixels become float64 arrays of shape (height, width, channels). The data range 
 stored sample type, never from the values: uint8 / 255, uint16 / 65535, 1-bit to {0, 1}, float
 as is. Nothing is narrowed on the way: Pillow reads 16-bit colour PNG and 16-bit or float
 colour TIFF as 8-bit (or not at all), so those go to pypng and tifffile, which keep every bit.
+
+A file is decoded as what its first bytes say it is (PNG, TIFF, JPEG, BMP, WebP or .npy), not as
+what its suffix says: a 16-bit PNG saved as x.jpg is read as the 16-bit PNG it is, and an array
+saved as x.png as an array (never with pickle). Such a mismatch is accepted without a note, since
+the content alone decides what the pixels are. The suffix chooses which files are looked at, and
+which decoder reports on content that matches none of these signatures.
 """
 
 from __future__ import annotations
 
 import csv
+import stat
 import struct
 import zlib
 from collections import defaultdict
@@ -19,12 +26,26 @@ from typing import Literal
 import numpy as np
 
 Alpha = Literal["drop", "include"]
+Decoder = Literal["png", "tiff", "npy", "pillow"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# TIFF and BigTIFF, little and big endian
+TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+NPY_SIGNATURE = b"\x93NUMPY"
+SUFFIX_DECODERS: dict[str, Decoder] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 # ITU-R 601-2 luma, the weights of Pillow's convert("L"), applied here in float64.
 LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def printable(path: Path | str) -> str:
+    """The path as it is, or escaped as repr() does if it holds a newline, another control
+    character or a byte that is not text: an error message must stay one line, and a terminal
+    must not act on what a file name holds."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 class InputError(Exception):
@@ -32,8 +53,8 @@ class InputError(Exception):
 
     def __init__(self, path: Path | str, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.problem = " ".join(problem.split())  # decoders' messages may span lines
+        super().__init__(f"{printable(path)}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -57,15 +78,45 @@ class Pairing:
         return [p.target for p in self.pairs if p.target and p.target.suffix.lower() in LOSSY_SUFFIXES]
 
 
-def _scan(root: Path, strip_suffix: str = "") -> tuple[dict[str, list[Path]], list[Path]]:
-    """Image files under root by key: relative path without extension (and without strip_suffix)."""
+def file_problem(path: Path) -> str | None:
+    """Why path is not a regular file that can be read, or None. Only looks (stat), never
+    opens: opening a FIFO would wait for a writer forever."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "broken symbolic link" if path.is_symlink() else "no such file"
+    except OSError as e:  # a name too long, a symbolic link loop, no permission
+        return f"cannot be read: {e.strerror or e}"
+    except ValueError as e:  # a NUL character in the name
+        return f"cannot be read: {e}"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
+    return None
+
+
+@dataclass(frozen=True)
+class _Scan:
+    files: dict[str, list[Path]]  # image files by key
+    ignored: list[Path]
+    bad: dict[Path, str]  # image names that are not readable regular files, and why
+
+
+def _scan(root: Path, strip_suffix: str = "") -> _Scan:
+    """Image files under root by key: relative path without extension (and without strip_suffix).
+
+    Folders are walked into, even when named like an image; anything else with an image suffix
+    (a broken symbolic link, a FIFO) is kept, with its problem, so that it is reported.
+    """
     if not root.is_dir():
         raise InputError(root, "is not a folder")
     found: dict[str, list[Path]] = defaultdict(list)
     ignored: list[Path] = []
+    bad: dict[Path, str] = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
             continue
         if path.suffix.lower() not in SUFFIXES:
             ignored.append(path)
@@ -74,56 +125,90 @@ def _scan(root: Path, strip_suffix: str = "") -> tuple[dict[str, list[Path]], li
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
         found[key].append(path)
-    return found, ignored
+        problem = file_problem(path)
+        if problem is not None:
+            bad[path] = problem
+    return _Scan(found, ignored, bad)
 
 
 def _ambiguous(paths: list[Path]) -> str:
-    names = " and ".join(p.name for p in paths)
+    names = " and ".join(printable(p.name) for p in paths)
     return f"ambiguous: {names} have the same name; keep one"
 
 
 def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
     """Pair files by relative path without extension, recursively; report every leftover."""
-    target_files, ignored_t = _scan(targets)
-    recon_files, ignored_r = _scan(recons, recon_suffix)
+    target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
+    target_files, recon_files = target_scan.files, recon_scan.files
+    bad = target_scan.bad | recon_scan.bad
     pairs = []
     for name in sorted(target_files.keys() | recon_files.keys()):
         ts, rs = target_files.get(name, []), recon_files.get(name, [])
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
+        unreadable = next((p for p in (t, r) if p in bad), None)
         if len(ts) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(rs), rs[0]))
+        elif unreadable is not None:
+            pairs.append(Pair(name, t, r, bad[unreadable], unreadable))
         elif r is None:
-            pairs.append(Pair(name, t, None, f"no reconstruction in {recons}", t))
+            pairs.append(Pair(name, t, None, f"no reconstruction in {printable(recons)}", t))
         elif t is None:
-            pairs.append(Pair(name, None, r, f"no target in {targets}", r))
+            pairs.append(Pair(name, None, r, f"no target in {printable(targets)}", r))
         else:
             pairs.append(Pair(name, t, r))
-    return Pairing(pairs, ignored_t + ignored_r)
+    return Pairing(pairs, target_scan.ignored + recon_scan.ignored)
+
+
+def _unreadable(*paths: Path) -> tuple[str, Path] | None:
+    """The first problem among paths that are not readable regular files, and its file."""
+    for path in paths:
+        problem = file_problem(path)
+        if problem is not None:
+            return problem, path
+    return None
+
+
+def _name(listed: str) -> str:
+    """A pair's name from its listed target path: the path without extension."""
+    path = Path(listed)
+    return (path.with_suffix("") if path.suffix else path).as_posix()  # "." and "/" have no suffix
 
 
 def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
-    """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS."""
+    """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
+
+    A row that cannot be evaluated (an empty or unreadable path, a pair listed twice) becomes
+    that pair's problem; a list without a single row is an error of its own.
+    """
     try:
         with listing.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, row) for row in reader]
+            columns = reader.fieldnames
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(listing, f"cannot read the pair list: {e}") from None
-    if rows and not {"target", "recon"} <= rows[0].keys():
+    if columns and not {"target", "recon"} <= set(columns):
         raise InputError(listing, "the pair list needs the columns target,recon")
+    if not rows:
+        raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
     pairs = []
-    for line, row in enumerate(rows, start=2):
+    first_lines: dict[tuple[Path, Path], int] = {}
+    for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
             pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", listing))
             continue
         target, recon = targets / t, recons / r
-        name = Path(t).with_suffix("").as_posix()
-        missing = [p for p in (target, recon) if not p.is_file()]
-        pairs.append(
-            Pair(name, target, recon, "no such file", missing[0]) if missing else Pair(name, target, recon)
-        )
+        name = _name(t)
+        first = first_lines.setdefault((target, recon), line)
+        if first != line:
+            problem = f"line {line}: {printable(t)},{printable(r)} listed twice, first on line {first}"
+            pairs.append(Pair(name, target, recon, problem, listing))
+            continue
+        unreadable = _unreadable(target, recon)
+        pairs.append(Pair(name, target, recon, *unreadable) if unreadable else Pair(name, target, recon))
     return Pairing(pairs, [])
 
 
@@ -131,7 +216,7 @@ def _png_header(path: Path) -> tuple[int, int]:
     """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
     with path.open("rb") as f:
         head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[8:16] != b"\0\0\0\rIHDR":
         raise InputError(path, "not a PNG file (bad signature)")
     return head[24], head[25]
 
@@ -143,7 +228,8 @@ def _read_png16(path: Path) -> tuple[np.ndarray, bool]:
     try:
         width, height, rows, info = png.Reader(filename=str(path)).read()
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    except (png.Error, OSError, ValueError, EOFError) as e:
+    # pypng raises its own errors for damaged chunks, zlib's for damaged compressed data.
+    except (png.Error, zlib.error, OSError, ValueError, EOFError) as e:
         raise InputError(path, f"cannot decode: {e}") from None
     return pixels.reshape(height, width, info["planes"]), bool(info["alpha"])
 
@@ -214,6 +300,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
             pixels = np.asarray(im)
     except UnidentifiedImageError:
         raise InputError(path, "not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(path, f"cannot decode: {e}") from None
     # Pillow raises many kinds of exception on damaged files (OSError, SyntaxError, struct.error,
     # EOFError, ValueError ...); all of them mean the same to the user.
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
@@ -223,29 +311,82 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
     return pixels, im.mode in ("LA", "RGBA")
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
-    """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest."""
-    import tifffile
+def _check_tiff_samples(bits: int, is_float: bool, path: Path) -> None:
+    """Refuse sample types whose range is not fixed by the type: a 12-bit sample stored in 16 bits
+    may mean 4095 or 65535 for white, and nothing in the file says which."""
+    if bits not in ((16, 32, 64) if is_float else (1, 8, 16)):
+        raise InputError(
+            path,
+            f"{bits}-bit {'float' if is_float else 'integer'} samples are not supported: "
+            "TIFF must hold 1, 8 or 16-bit integer or 16, 32 or 64-bit float samples",
+        )
 
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+    """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
+
+    MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
+    max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
+    """
+    import tifffile
+    from PIL import Image
+
+    compression = "this"
     try:
         with tifffile.TiffFile(path) as tif:
-            if len(tif.pages) > 1:
+            if len(tif.pages) != 1:
                 raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
             page = tif.pages[0]
+            limit = Image.MAX_IMAGE_PIXELS  # None where a user has switched Pillow's check off
+            if limit is not None and page.imagewidth * page.imagelength > 2 * limit:
+                raise InputError(
+                    path,
+                    f"claims {page.imagewidth}x{page.imagelength} pixels, more than Pillow's "
+                    "limit against decompression bombs",
+                )
+            compression = getattr(page.compression, "name", str(page.compression))
+            is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
+            _check_tiff_samples(page.bitspersample, is_float, path)
             photometric = page.photometric
             if page.bitspersample <= 8 or photometric not in (
                 tifffile.PHOTOMETRIC.MINISBLACK,
+                tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
                 return _read_pillow(path)
+            inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
+            if inverted and is_float:
+                raise InputError(
+                    path, "float MINISWHITE (0 is white) TIFF is not supported; store 0 as black"
+                )
             pixels = page.asarray()
             separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
             has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, struct.error, EOFError) as e:
+    except ImportError:  # tifffile imports a codec only when a file needs it
+        raise InputError(
+            path, f"cannot decode {compression} compression without imagecodecs: pip install imagecodecs"
+        ) from None
+    # tifffile raises these on damaged files; TypeError for tags whose values have the wrong type.
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        struct.error,
+        EOFError,
+        zlib.error,
+        NotImplementedError,
+    ) as e:
         hint = " (pip install imagecodecs)" if "imagecodecs" in str(e) else ""
         raise InputError(path, f"cannot decode: {e}{hint}") from None
+    except MemoryError:
+        raise InputError(path, "cannot decode: the image does not fit in memory") from None
     if separate:
         pixels = np.moveaxis(pixels, 0, -1)
+    if inverted and pixels.dtype.kind == "u":
+        grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]  # alpha, if any, keeps its sense
+        grey[...] = np.iinfo(pixels.dtype).max - grey
     return pixels, has_alpha
 
 
@@ -257,7 +398,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
-    """Sample values to float64 by dtype: bool to {0,1}, uint8 / 255, uint16 / 65535, float as is."""
+    """Sample values to float64 by dtype: bool to {0,1}, uint8 / 255, uint16 / 65535, float16, 32
+    and 64 as they are; wider floats (longdouble) are refused rather than narrowed."""
     kind, size = pixels.dtype.kind, pixels.dtype.itemsize
     if kind == "b":
         return pixels.astype(np.float64)
@@ -265,8 +407,14 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
         return pixels / np.float64(255)
     if kind == "u" and size == 2:
         return pixels / np.float64(65535)
-    if kind == "f":
+    if kind == "f" and size <= 8:
         return pixels.astype(np.float64)
+    if kind == "f":
+        raise InputError(
+            path,
+            f"unsupported sample type {pixels.dtype}: bce-eval computes in float64, which would "
+            "drop its extra precision; save it as float64",
+        )
     raise InputError(
         path,
         f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
@@ -282,6 +430,24 @@ def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
     if pixels.size == 0:
         raise InputError(path, f"has shape {pixels.shape}: no pixels")
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def _sniff(path: Path) -> Decoder | None:
+    """The decoder for what the file's first bytes say it is; None if they match no format we read."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    if head.startswith(NPY_SIGNATURE):
+        return "npy"
+    if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "pillow"  # JPEG, BMP, WebP
+    return None
 
 
 @dataclass(frozen=True)
@@ -301,17 +467,20 @@ def decode(path: Path, *, logits: bool = False) -> Decoded:
 
     logits: the file holds logits (.npy float only).
     """
-    suffix = path.suffix.lower()
+    problem = file_problem(path)  # before opening it: a FIFO would block
+    if problem is not None:
+        raise InputError(path, problem)
+    decoder = _sniff(path) or SUFFIX_DECODERS.get(path.suffix.lower(), "pillow")
     has_alpha = False
-    if logits and suffix != ".npy":
+    if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
-    if suffix == ".npy":
+    if decoder == "npy":
         pixels = _read_npy(path)
         if logits and pixels.dtype.kind != "f":
             raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
-    elif suffix in (".tif", ".tiff"):
+    elif decoder == "tiff":
         pixels, has_alpha = _read_tiff(path)
-    elif suffix == ".png":
+    elif decoder == "png":
         depth, colour_type = _png_header(path)
         read = None
         if depth in (8, 16) and colour_type in _SPNG_CHANNELS:

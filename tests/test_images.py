@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import png
 import pytest
+import tifffile
 from PIL import Image
 
 from bce_eval.images import InputError, load, pair_folders, pairs_from_csv
@@ -106,7 +111,8 @@ def test_tiff_float32_is_taken_as_is(
 
 
 @pytest.mark.parametrize(
-    ("dtype", "scale"), [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1), (np.float64, 1), (bool, 1)]
+    ("dtype", "scale"),
+    [(np.uint8, 255), (np.uint16, 65535), (np.float16, 1), (np.float32, 1), (np.float64, 1), (bool, 1)],
 )
 def test_npy_normalised_by_dtype(tmp_path: Path, rng: np.random.Generator, dtype: type, scale: int) -> None:
     raw = rng.random((3, 4, 2)) * (scale if scale > 1 else 1)
@@ -233,3 +239,220 @@ def test_jpeg_targets_are_flagged_as_lossy(folders: tuple[Path, Path]) -> None:
     _touch(targets, "a.jpg", "b.png")
     _touch(recons, "a.png", "b.png")
     assert pair_folders(targets, recons).lossy_targets == [targets / "a.jpg"]
+
+
+def _png16_with_damaged_idat(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit PNG whose compressed data is damaged but whose chunk checksum is right."""
+    data = bytearray(write_image(path, pixels).read_bytes())
+    start = data.index(b"IDAT")
+    length = struct.unpack(">I", data[start - 4 : start])[0]
+    for i in range(start + 6, start + 4 + length):
+        data[i] ^= 0x5A
+    data[start + 4 + length : start + 8 + length] = struct.pack(
+        ">I", zlib.crc32(bytes(data[start : start + 4 + length]))
+    )
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_png_16bit_with_damaged_compressed_data_raises_input_error(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = _png16_with_damaged_idat(tmp_path / "a.png", rng.integers(0, 65536, (8, 8, 3), dtype=np.uint16))
+    with pytest.raises(InputError, match=r"a\.png: cannot decode"):
+        load(path)
+
+
+def _tiff16_with_tag(path: Path, tag: int, value: int) -> Path:
+    """A 16-bit RGB TIFF written uncompressed, then one SHORT tag's value changed."""
+    tifffile.imwrite(path, np.full((8, 8, 3), 1000, np.uint16), photometric="rgb")
+    data = path.read_bytes()
+    entry = data.index(struct.pack("<HHI", tag, 3, 1))
+    path.write_bytes(data[: entry + 8] + struct.pack("<H", value) + data[entry + 10 :])
+    return path
+
+
+def test_tiff_16bit_with_bad_deflate_data_raises_input_error(tmp_path: Path) -> None:
+    path = _tiff16_with_tag(tmp_path / "a.tif", 259, 8)  # compression: deflate, data: raw
+    with pytest.raises(InputError, match=r"a\.tif: cannot decode"):
+        load(path)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("imagecodecs") is not None
+    or importlib.util.find_spec("compression") is not None,
+    reason="a ZSTD codec is installed",
+)
+def test_tiff_with_a_codec_not_installed_names_the_compression(tmp_path: Path) -> None:
+    path = _tiff16_with_tag(tmp_path / "a.tif", 259, 50000)  # compression: ZSTD
+    with pytest.raises(
+        InputError, match=r"a\.tif: cannot decode ZSTD compression .* pip install imagecodecs"
+    ):
+        load(path)
+
+
+def test_tiff_12bit_is_refused_as_ambiguous(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.full((8, 8), 4095, np.uint16))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(struct.pack("<HHIH", 258, 3, 1, 16), struct.pack("<HHIH", 258, 3, 1, 12)))
+    with pytest.raises(InputError, match=r"a\.tif: 12-bit integer samples are not supported"):
+        load(path)
+
+
+def test_tiff_32bit_integer_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.zeros((2, 2), np.uint32))
+    with pytest.raises(InputError, match="32-bit integer samples are not supported"):
+        load(path)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".bmp", ".tif", ".npy"])
+def test_16bit_png_under_another_suffix_is_read_as_png(
+    tmp_path: Path, rng: np.random.Generator, suffix: str
+) -> None:
+    pixels = rng.integers(0, 65536, (4, 6, 3), dtype=np.uint16)
+    path = write_image(tmp_path / "a.png", pixels).rename(tmp_path / f"a{suffix}")
+    np.testing.assert_array_equal(load(path), pixels / 65535)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_tiff_16bit_under_another_suffix_is_read_as_tiff(
+    tmp_path: Path, rng: np.random.Generator, suffix: str
+) -> None:
+    pixels = rng.integers(0, 65536, (4, 6, 3), dtype=np.uint16)
+    path = write_image(tmp_path / "a.tif", pixels).rename(tmp_path / f"a{suffix}")
+    np.testing.assert_array_equal(load(path), pixels / 65535)
+
+
+def test_npy_under_an_image_suffix_is_read_as_npy_without_pickle(tmp_path: Path) -> None:
+    pixels = np.array([[0.25, 0.5]])
+    np.testing.assert_array_equal(
+        load(write_image(tmp_path / "a.npy", pixels).rename(tmp_path / "a.png"))[:, :, 0], pixels
+    )
+    np.save(tmp_path / "b.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match=r"b\.png: cannot read \.npy"):
+        load((tmp_path / "b.npy").rename(tmp_path / "b.png"))
+
+
+@pytest.mark.parametrize(("dtype", "white"), [(np.uint8, 255), (np.uint16, 65535)])
+def test_tiff_miniswhite_is_inverted(tmp_path: Path, dtype: type, white: int) -> None:
+    """In MINISWHITE, 0 is white: 0 must read as 1.0 and the maximum as 0.0, at 8 and 16 bits."""
+    stored = np.array([[0, 100, white]], dtype=dtype)
+    tifffile.imwrite(tmp_path / "a.tif", stored, photometric="miniswhite")
+    np.testing.assert_array_equal(
+        load(tmp_path / "a.tif")[:, :, 0], (white - stored.astype(np.int64)) / white
+    )
+
+
+def test_tiff_float_miniswhite_is_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((2, 2), np.float32), photometric="miniswhite")
+    with pytest.raises(InputError, match="float MINISWHITE"):
+        load(tmp_path / "a.tif")
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="longdouble is float64 here")
+def test_npy_float128_is_refused_not_narrowed(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"unsupported sample type float128: .* save it as float64"):
+        load(write_image(tmp_path / "a.npy", np.full((2, 2), 0.3, np.longdouble)))
+
+
+def test_bmp_claiming_too_many_pixels_raises_input_error(tmp_path: Path) -> None:
+    data = bytearray(write_image(tmp_path / "a.bmp", np.zeros((2, 2), np.uint8)).read_bytes())
+    data[18:26] = struct.pack("<ii", 30000, 30000)  # width and height in the BMP header
+    (tmp_path / "a.bmp").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"a\.bmp: cannot decode"):
+        load(tmp_path / "a.bmp")
+
+
+def test_tiff_claiming_too_many_pixels_raises_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16))
+    data = path.read_bytes()
+    for tag in (256, 257):  # ImageWidth and ImageLength
+        entry = data.index(struct.pack("<HHI", tag, 4, 1))  # a LONG
+        data = data[: entry + 8] + struct.pack("<I", 60000) + data[entry + 12 :]
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=r"claims 60000x60000 pixels"):
+        load(path)
+
+
+def test_pairs_csv_name_too_long_is_that_pairs_problem(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    _touch(recons, "x.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(f"target,recon\n{'a' * 300}.png,x.png\nx.png,x.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert pairs[0].problem == "cannot be read: File name too long"
+    assert pairs[1].problem is None
+
+
+@pytest.mark.parametrize("listed", [".", "/"])
+def test_pairs_csv_folder_paths_are_that_pairs_problem(
+    folders: tuple[Path, Path], tmp_path: Path, listed: str
+) -> None:
+    targets, recons = folders
+    _touch(recons, "x.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(f"target,recon\n{listed},x.png\n")
+    (pair,) = pairs_from_csv(listing, targets, recons).pairs
+    assert (pair.name, pair.problem) == (listed, "is a folder")
+
+
+def test_pairs_csv_row_listed_twice_is_reported(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    _touch(recons, "y.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("target,recon\nx.png,y.png\n\n./x.png,y.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert [p.problem for p in pairs] == [None, "line 4: ./x.png,y.png listed twice, first on line 2"]
+    assert pairs[1].culprit == listing
+
+
+@pytest.mark.parametrize("text", ["", "target,recon\n"])
+def test_pairs_csv_without_rows_is_an_input_error(
+    folders: tuple[Path, Path], tmp_path: Path, text: str
+) -> None:
+    listing = tmp_path / "pairs.csv"
+    listing.write_text(text)
+    with pytest.raises(InputError, match=r"pairs\.csv: lists no pairs"):
+        pairs_from_csv(listing, *folders)
+
+
+def test_broken_symlink_is_reported_as_such(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    (recons / "x.png").symlink_to(recons / "nowhere.png")
+    (pair,) = pair_folders(targets, recons).pairs
+    assert (pair.problem, pair.culprit) == ("broken symbolic link", recons / "x.png")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_is_reported_and_never_opened(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png")
+    os.mkfifo(recons / "x.png")
+    (pair,) = pair_folders(targets, recons).pairs
+    assert (pair.problem, pair.culprit) == ("not a regular file", recons / "x.png")
+    with pytest.raises(InputError, match="not a regular file"):
+        load(recons / "x.png")  # opening it would wait for a writer forever
+
+
+def test_folder_named_like_an_image_is_walked_into(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "x.png/a.png")
+    _touch(recons, "x.png/a.png")
+    assert [(p.name, p.problem) for p in pair_folders(targets, recons).pairs] == [("x.png/a", None)]
+
+
+def test_input_error_escapes_control_characters_in_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "a\nb.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(InputError) as info:
+        load(path)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(repr(str(path)) + ": ")
+    assert info.value.path == str(path)
+    assert str(InputError(tmp_path / "plain é.png", "x")) == f"{tmp_path / 'plain é.png'}: x"
