@@ -90,7 +90,7 @@ def test_summary_is_printed_with_unit_and_convention(
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--top", "2")
     assert "3 pairs, 3 evaluated, 0 failed" in result.stdout
-    assert "keras (pred clipped to [1e-07, 1 - 1e-07])" in result.stdout
+    assert "keras (pred clipped to [1e-07, 0.9999999])" in result.stdout
     assert "nats per pixel" in result.stdout
     assert "Worst 2 by excess" in result.stdout
     assert "median" in result.stdout and "95th percentile" in result.stdout
@@ -100,7 +100,7 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--json", "-", "--units", "bits", "--convention", "torch")
     document = json.loads(result.stdout)
-    assert set(document) == {"version", "settings", "summary", "images"}
+    assert set(document) == {"format", "version", "settings", "shard", "summary", "images", "verdict", "gates"}
     assert document["settings"]["units"] == "bits" and document["settings"]["convention"] == "torch"
     assert len(document["images"]) == 3
     image = document["images"][0]
