@@ -116,21 +116,24 @@ class Verdict:
         return sections
 
 
-def _figures_settings(s: Settings) -> dict[str, Any]:
-    """The settings that change figures: eps only matters to the keras clip; units convert."""
-    scoring: dict[str, Any] = {"convention": "logits" if s.logits else s.convention}
-    if scoring["convention"] == "keras":
-        scoring["eps"] = s.eps
-    return scoring | {"alpha": s.alpha, "grayscale": s.grayscale}
+def _convention(s: Settings) -> tuple[Any, ...]:
+    """What decides how a prediction is scored: eps matters only to the keras clip."""
+    if s.logits:
+        return ("logits",)
+    return (s.convention, s.eps) if s.convention == "keras" else (s.convention,)
 
 
 def settings_difference(a: Settings, b: Settings) -> str | None:
-    """'convention keras vs torch, ...' where a and b would score the same pair differently."""
-    fa, fb = _figures_settings(a), _figures_settings(b)
-    differences = [
-        f"{k} {fa.get(k, '-')} vs {fb.get(k, '-')}" for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)
-    ]
-    return ", ".join(sorted(differences)) or None
+    """'convention X vs Y, ...' where a and b would score the same pair differently; None if
+    they would not (units convert; backend and device give the same figures)."""
+    differences = []
+    if _convention(a) != _convention(b):
+        differences.append(f"convention {a.describe_convention()} vs {b.describe_convention()}")
+    if a.alpha != b.alpha:
+        differences.append(f"alpha {a.alpha} vs {b.alpha}")
+    if a.grayscale != b.grayscale:
+        differences.append(f"grayscale {a.grayscale} vs {b.grayscale}".lower())
+    return ", ".join(differences) or None
 
 
 def compare_with_baseline(

@@ -19,8 +19,8 @@ class Merged:
     settings: Settings  # the first report's; backend and device may differ between reports
 
 
-def _check_shards(reports: Sequence[StoredReport]) -> None:
-    """Shards of one split must all be there, each once."""
+def _check_shards(reports: Sequence[StoredReport], *, complete: bool) -> None:
+    """Shards must come from one split, each once, and (``complete``) all be there."""
     shards = [(r.shard, r.path) for r in reports if r.shard is not None]
     if not shards:
         return
@@ -36,7 +36,7 @@ def _check_shards(reports: Sequence[StoredReport]) -> None:
             raise ReportError(path, f"shard {index}/{count} again (also in {seen[index]})")
         seen[index] = path
     missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in seen]
-    if missing:
+    if complete and missing:
         raise ReportError(shards[0][1], f"the split has {count} shards; missing {', '.join(missing)}")
 
 
@@ -58,7 +58,7 @@ def merge(reports: Sequence[StoredReport]) -> Merged:
             difference = ", ".join(filter(None, [difference, f"units {first.units} vs {report.units}"]))
         if difference:
             raise ReportError(report.path, f"made with other settings than {first.path} ({difference})")
-    _check_shards(reports)
+    _check_shards(reports, complete=False)
     owner: dict[str, str] = {}
     results = []
     for report in reports:
@@ -70,4 +70,5 @@ def merge(reports: Sequence[StoredReport]) -> Merged:
                 )
             owner[result.name] = report.path
             results.append(result)
+    _check_shards(reports, complete=True)
     return Merged(sorted(results, key=lambda r: r.name), first.settings)

@@ -100,7 +100,16 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--json", "-", "--units", "bits", "--convention", "torch")
     document = json.loads(result.stdout)
-    assert set(document) == {"format", "version", "settings", "shard", "summary", "images", "verdict", "gates"}
+    assert set(document) == {
+        "format",
+        "version",
+        "settings",
+        "shard",
+        "summary",
+        "images",
+        "verdict",
+        "gates",
+    }
     assert document["settings"]["units"] == "bits" and document["settings"]["convention"] == "torch"
     assert len(document["images"]) == 3
     image = document["images"][0]
