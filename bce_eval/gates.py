@@ -171,9 +171,11 @@ def check(
     gates = []
     evaluated = [r for r in results if r.sums is not None and r.sums.pixels]
 
-    def ranked(key: Any, limit: float = -math.inf) -> tuple[Offender, ...]:
-        images = sorted((r for r in evaluated if key(r) > limit), key=key, reverse=True)
-        return tuple(Offender(r.name, key(r)) for r in images)
+    def ranked(figure: str, limit: float = -math.inf) -> tuple[Offender, ...]:
+        """Images whose mean ``figure`` in the report's unit is above limit, highest first."""
+        values = [(r.name, getattr(r.sums, figure) / r.sums.pixels * scale) for r in evaluated if r.sums]
+        over = sorted((item for item in values if item[1] > limit), key=lambda item: item[1], reverse=True)
+        return tuple(Offender(name, value) for name, value in over)
 
     if thresholds.max_excess is not None:
         measured = summary.mean("excess") * scale
@@ -189,7 +191,7 @@ def check(
             )
         )
     if thresholds.max_image_excess is not None:
-        over = ranked(lambda r: r.excess * scale, thresholds.max_image_excess)
+        over = ranked("excess", thresholds.max_image_excess)
         gates.append(
             GateResult(
                 "--max-image-excess",
@@ -203,7 +205,7 @@ def check(
         )
     if thresholds.max_bce is not None:
         measured = summary.mean("bce") * scale
-        by_bce = ranked(lambda r: r.sums.bce / r.sums.pixels * scale)
+        by_bce = ranked("bce")
         gates.append(
             GateResult(
                 "--max-bce",

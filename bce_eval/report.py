@@ -442,7 +442,10 @@ def _read_json(path: Path, text: str) -> StoredReport:
 
 
 def _read_csv(path: Path, text: str) -> StoredReport:
-    rows = list(csv.DictReader(text.splitlines()))
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as e:
+        raise ReportError(path, f"not a CSV report ({e})") from None
     needed = {"name", "status", "pixels", "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit"}
     if rows and not needed <= rows[0].keys():
         missing = ", ".join(sorted(needed - rows[0].keys()))

@@ -300,7 +300,7 @@ def test_explain_bad_values_exit_2(args: list[str], message: str) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("compare", "explain"):
+    for command in ("compare", "explain", "merge"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
     compare_help = invoke("compare", "--help").stdout
