@@ -60,7 +60,8 @@ MaxExcessOpt = Annotated[
     typer.Option(
         "--max-excess",
         metavar="X",
-        help="Gate: fail (exit 1) if the overall pixel-weighted excess is above X, in --units per pixel.",
+        help="Gate: fail (exit 1) if the overall pixel-weighted excess is above X, "
+        "in the report's unit (--units) per pixel.",
     ),
 ]
 MaxImageExcessOpt = Annotated[
@@ -68,13 +69,15 @@ MaxImageExcessOpt = Annotated[
     typer.Option(
         "--max-image-excess",
         metavar="X",
-        help="Gate: fail if any single image's excess is above X, in --units per pixel.",
+        help="Gate: fail if any single image's excess is above X, in the report's unit (--units) per pixel.",
     ),
 ]
 MaxBceOpt = Annotated[
     float | None,
     typer.Option(
-        "--max-bce", metavar="X", help="Gate: fail if the overall BCE is above X, in --units per pixel."
+        "--max-bce",
+        metavar="X",
+        help="Gate: fail if the overall BCE is above X, in the report's unit (--units) per pixel.",
     ),
 ]
 BaselineOpt = Annotated[
@@ -471,7 +474,7 @@ def merge(
     reports: Annotated[
         list[Path],
         typer.Argument(
-            metavar="REPORT.json...",
+            metavar="REPORT.json",
             help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
         ),
     ],
