@@ -1,18 +1,18 @@
 """The bce-eval command: parse options, call the core, map errors to exit codes.
 
-Exit codes: 0 every pair evaluated; 1 a quality gate failed (reserved); 2 a usage or input
-error, reported only after every good pair has been evaluated and the reports written.
+Exit codes: 0 every pair evaluated and every gate passed; 1 a quality gate failed; 2 a usage or
+input error, reported only after every good pair has been evaluated and the reports written (it
+takes precedence over a failed gate); 130 interrupted (Ctrl-C), old reports left as they were.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,12 +22,13 @@ from rich.table import Table
 from . import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable
 
+    from .gates import Thresholds
     from .images import Pair
-    from .report import ImageResult, Settings, Summary
+    from .report import ImageResult, Settings, StoredReport, Summary
 
-EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
+EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = typer.Typer(
     help="Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions.",
@@ -56,6 +57,65 @@ LogitsOpt = Annotated[
 UnitsOpt = Annotated[
     Literal["nats", "bits"], typer.Option(help="Unit of every figure: nats (natural log) or bits.")
 ]
+MaxExcessOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-excess",
+        metavar="X",
+        help="Gate: fail (exit 1) if the overall pixel-weighted excess is above X, "
+        "in the report's unit (--units) per pixel.",
+    ),
+]
+MaxImageExcessOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-image-excess",
+        metavar="X",
+        help="Gate: fail if any single image's excess is above X, in the report's unit (--units) per pixel.",
+    ),
+]
+MaxBceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-bce",
+        metavar="X",
+        help="Gate: fail if the overall BCE is above X, in the report's unit (--units) per pixel.",
+    ),
+]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--baseline",
+        metavar="REPORT",
+        help="A CSV or JSON report written earlier by bce-eval, made with the same settings: "
+        "each image's change of excess goes into the reports.",
+    ),
+]
+MaxRegressionOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-regression",
+        metavar="FRAC",
+        help="Gate, with --baseline: fail if the overall excess grew by more than FRAC (0.05 = 5 %) "
+        "over the baseline's.",
+    ),
+]
+JunitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--junit",
+        metavar="PATH",
+        help="Write JUnit XML: a testcase per image (failed over --max-image-excess) and per gate.",
+    ),
+]
+FormatOpt = Annotated[
+    Literal["text", "markdown", "github"],
+    typer.Option(
+        "--format",
+        help="text: the summary; markdown: a GitHub-flavoured summary on stdout (the text goes to "
+        "stderr); github: the text and ::error workflow commands for failed gates and bad input.",
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:
@@ -83,18 +143,36 @@ def main(
     """Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions."""
 
 
-@contextmanager
-def _output(path: str) -> Iterator[IO[str]]:
-    """An open text stream for a report: '-' is stdout."""
-    if path == "-":
-        yield sys.stdout
-        return
-    try:
-        f = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise fail(f"{path}: cannot write: {e.strerror}") from None
-    with f:
-        yield f
+CommandT = TypeVar("CommandT", bound="Callable[..., Any]")
+
+
+def _interruptible(command: CommandT) -> CommandT:
+    """Ctrl-C ends the command with exit code 130 and one line, not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            stderr.print("interrupted", markup=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return run  # type: ignore[return-value]  # same signature, by functools.wraps
+
+
+def _check_outputs(csv_path: str | None, json_path: str | None, junit_path: str | None, form: str) -> None:
+    """Refuse two outputs on stdout: they would interleave."""
+    uses = {"--csv -": csv_path == "-", "--json -": json_path == "-", "--junit -": junit_path == "-"}
+    uses[f"--format {form}"] = form != "text"
+    on_stdout = [option for option, used in uses.items() if used]
+    if len(on_stdout) > 1:
+        raise fail(f"{' and '.join(on_stdout)} would all write to stdout; send all but one to a file")
+
+
+def _check_thresholds(**thresholds: float | None) -> None:
+    for option, value in thresholds.items():
+        if value is not None and not value >= 0:
+            raise fail(f"--{option.replace('_', '-')}: must be a number >= 0, not {value!r}")
 
 
 def _fmt(x: float) -> str:
@@ -187,7 +265,86 @@ def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: b
     return results
 
 
+def _read_baseline(path: Path | None, settings: Settings) -> StoredReport | None:
+    """The baseline report, refused early (before any image is read) if it is unusable."""
+    if path is None:
+        return None
+    from .gates import check_settings
+    from .report import ReportError, read_report
+
+    try:
+        baseline = read_report(path)
+        check_settings(baseline, settings)
+    except ReportError as e:
+        raise fail(str(e)) from None
+    return baseline
+
+
+def _conclude(
+    results: list[ImageResult],
+    settings: Settings,
+    *,
+    thresholds: Thresholds,
+    baseline: StoredReport | None,
+    top: int,
+    csv_path: str | None,
+    json_path: str | None,
+    junit_path: str | None,
+    form: str,
+    shard: tuple[int, int] | None = None,
+) -> None:
+    """Gates and baseline, the reports, the summary and verdict, and the exit code."""
+    from . import ci
+    from .gates import check, compare_with_baseline
+    from .report import ReportError, Summary, atomic_output, to_json, write_csv, write_json
+
+    summary = Summary.of(results)
+    comparison = compare_with_baseline(results, summary, settings, baseline) if baseline else None
+    verdict = check(results, summary, settings, thresholds, baseline=comparison, top=top)
+    columns = verdict.image_columns()
+    try:
+        if csv_path:
+            with atomic_output(csv_path) as out:
+                extra_columns = ("baseline_excess", "excess_delta") if comparison else ()
+                write_csv(results, out, settings, extra=columns, extra_columns=extra_columns)
+        if json_path:
+            document = to_json(
+                results,
+                summary,
+                settings,
+                __version__,
+                shard=shard,
+                extra=columns,
+                sections=verdict.to_json(),
+            )
+            with atomic_output(json_path) as out:
+                write_json(document, out)
+        if junit_path:
+            with atomic_output(junit_path) as out:
+                ci.write_junit(results, verdict, settings, out)
+    except ReportError as e:
+        raise fail(str(e)) from None
+    human = stderr if "-" in (csv_path, json_path, junit_path) or form == "markdown" else stdout
+    _print_summary(human, results, summary, settings, top)
+    for line in ci.verdict_lines(verdict):
+        human.print(line, markup=False, soft_wrap=True)
+    if form == "markdown":
+        print(ci.markdown(results, summary, settings, verdict, top), end="")
+    elif form == "github":
+        for line in ci.github_commands(results, verdict, settings):
+            print(line)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        stderr.print(f"error: {r.error}", markup=False)
+    if failed:
+        stderr.print(f"{len(failed)} of {len(results)} pairs could not be evaluated", markup=False)
+        raise typer.Exit(EXIT_INPUT)
+    if not verdict.passed:
+        raise typer.Exit(EXIT_GATE)
+
+
 @app.command()
+@_interruptible
 def compare(
     targets: Annotated[
         Path, typer.Argument(metavar="TARGETS", help="Folder of target images (searched recursively).")
@@ -244,6 +401,21 @@ def compare(
         bool,
         typer.Option("--grayscale", help="Convert both sides to luminance (ITU-R 601-2, in float64) first."),
     ] = False,
+    max_excess: MaxExcessOpt = None,
+    max_image_excess: MaxImageExcessOpt = None,
+    max_bce: MaxBceOpt = None,
+    baseline: BaselineOpt = None,
+    max_regression: MaxRegressionOpt = None,
+    junit_path: JunitOpt = None,
+    form: FormatOpt = "text",
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Evaluate shard I of N (1 <= I <= N): the pairs whose name's CRC-32 modulo N is I - 1.",
+        ),
+    ] = None,
 ) -> None:
     """Score every reconstruction in RECONS against its target in TARGETS.
 
@@ -252,9 +424,23 @@ def compare(
     """
     from . import images
     from .engine import BackendError, check_backend
-    from .report import Settings, Summary, to_json, write_csv, write_json
+    from .gates import Thresholds, select_shard
+    from .report import Settings, parse_shard
 
     _check_eps(eps)
+    _check_outputs(csv_path, json_path, junit_path, form)
+    _check_thresholds(
+        max_excess=max_excess,
+        max_image_excess=max_image_excess,
+        max_bce=max_bce,
+        max_regression=max_regression,
+    )
+    if max_regression is not None and baseline is None:
+        raise fail("--max-regression needs --baseline REPORT to compare with")
+    try:
+        shard_of_n = parse_shard(shard) if shard else None
+    except ValueError as e:
+        raise fail(f"--shard: {e}") from None
     settings = Settings(
         convention=convention,
         eps=eps,
@@ -265,6 +451,7 @@ def compare(
         backend=backend,
         device=device,
     )
+    stored_baseline = _read_baseline(baseline, settings)
     try:
         check_backend(settings)
         pairing = (
@@ -284,30 +471,110 @@ def compare(
             "lossy targets carry compression artefacts into every figure",
             markup=False,
         )
+    selected = pairing.pairs
+    if shard_of_n:
+        selected = select_shard(pairing.pairs, shard_of_n, lambda pair: pair.name)
+        stderr.print(f"shard {shard}: {len(selected)} of {len(pairing.pairs)} pairs", markup=False)
 
-    results = _run(pairing.pairs, settings, workers=workers, quiet=quiet)
-    summary = Summary.of(results)
-    if csv_path:
-        with _output(csv_path) as out:
-            write_csv(results, out, settings)
-    if json_path:
-        with _output(json_path) as out:
-            write_json(to_json(results, summary, settings, __version__), out)
-    human = stderr if "-" in (csv_path, json_path) else stdout
-    _print_summary(human, results, summary, settings, top)
-    failed = [r for r in results if not r.ok]
-    for r in failed:
-        stderr.print(f"error: {r.error}", markup=False)
-    if failed:
-        stderr.print(f"{len(failed)} of {len(results)} pairs could not be evaluated", markup=False)
-        raise typer.Exit(EXIT_INPUT)
+    results = _run(selected, settings, workers=workers, quiet=quiet)
+    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
+    _conclude(
+        results,
+        settings,
+        thresholds=thresholds,
+        baseline=stored_baseline,
+        top=top,
+        csv_path=csv_path,
+        json_path=json_path,
+        junit_path=junit_path,
+        form=form,
+        shard=shard_of_n,
+    )
+
+
+@app.command()
+@_interruptible
+def merge(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="REPORT.json",
+            help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
+        ),
+    ],
+    top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
+    csv_path: Annotated[
+        str | None, typer.Option("--csv", help="Write the merged CSV report here ('-' for stdout).")
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the merged JSON report here ('-' for stdout).")
+    ] = None,
+    max_excess: MaxExcessOpt = None,
+    max_image_excess: MaxImageExcessOpt = None,
+    max_bce: MaxBceOpt = None,
+    baseline: BaselineOpt = None,
+    max_regression: MaxRegressionOpt = None,
+    junit_path: JunitOpt = None,
+    form: FormatOpt = "text",
+) -> None:
+    """Combine JSON reports into exactly the figures of a single run over all their images.
+
+    Totals come from each image's sums and pixel counts, never from averages. Refused: reports
+    made with other settings, an image listed twice, a missing or repeated shard.
+    """
+    from .gates import Thresholds
+    from .merge import merge as merge_reports
+    from .report import ReportError, read_report
+
+    _check_outputs(csv_path, json_path, junit_path, form)
+    _check_thresholds(
+        max_excess=max_excess,
+        max_image_excess=max_image_excess,
+        max_bce=max_bce,
+        max_regression=max_regression,
+    )
+    if max_regression is not None and baseline is None:
+        raise fail("--max-regression needs --baseline REPORT to compare with")
+    try:
+        merged = merge_reports([read_report(path) for path in reports])
+    except ReportError as e:
+        raise fail(str(e)) from None
+    stored_baseline = _read_baseline(baseline, merged.settings)
+    _conclude(
+        merged.results,
+        merged.settings,
+        thresholds=Thresholds(max_excess, max_image_excess, max_bce, max_regression),
+        baseline=stored_baseline,
+        top=top,
+        csv_path=csv_path,
+        json_path=json_path,
+        junit_path=junit_path,
+        form=form,
+    )
 
 
 def _values(text: str, option: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise fail(f"{option} must be numbers separated by commas, not {text!r}") from None
+    from decimal import Decimal, InvalidOperation
+
+    values = []
+    for literal in filter(None, (v.strip() for v in text.split(","))):
+        try:
+            value = float(literal)
+        except ValueError:
+            raise fail(f"{option} must be numbers separated by commas, not {text!r}") from None
+        try:
+            underflows = value == 0 and Decimal(literal) != 0
+        except InvalidOperation:  # float() reads a few spellings Decimal does not
+            underflows = False
+        if underflows:
+            raise fail(f"{option}: {literal} is too small for float64 and would read as 0")
+        values.append(value)
+    return values
+
+
+def _figure(x: float) -> str:
+    """Six decimals where they keep at least four significant digits; else six significant."""
+    return f"{x:.6f}" if x == 0 or 1e-2 <= abs(x) < 1e6 else f"{x:.6g}"
 
 
 @app.command()
@@ -341,11 +608,13 @@ def explain(
         table.add_column(column, justify="right")
     for i in range(len(y)):
         table.add_row(
-            f"{y[i]:g}", f"{p[i]:g}", *(f"{m[i] * scale:.6f}" for m in (maps.bce, maps.entropy, maps.excess))
+            f"{y[i]:.10g}",
+            f"{p[i]:.10g}",
+            *(_figure(m[i] * scale) for m in (maps.bce, maps.entropy, maps.excess)),
         )
     table.add_section()
     table.add_row(
-        "mean", "", *(f"[bold]{m.mean() * scale:.6f}[/]" for m in (maps.bce, maps.entropy, maps.excess))
+        "mean", "", *(f"[bold]{_figure(m.mean() * scale)}[/]" for m in (maps.bce, maps.entropy, maps.excess))
     )
     stdout.print(table)
     stdout.print("BCE cannot reach 0 for a soft target: its minimum over p is H(y) > 0, at p = y.")

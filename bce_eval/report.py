@@ -9,8 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Literal
 
 import numpy as np
@@ -18,6 +23,11 @@ import numpy as np
 from .metrics import KERAS_EPSILON, Sums
 
 Units = Literal["nats", "bits"]
+
+# The layout of the JSON report. Readers (--baseline, merge) refuse a higher number: a newer
+# bce-eval wrote it, and figures it added could be misread. 1 added "format", "shard" and the
+# per-image "sums_nats" that make merged totals exact whatever --units a shard used.
+REPORT_FORMAT = 1
 
 CSV_COLUMNS = (
     "name",
@@ -122,7 +132,8 @@ class Settings:
         if self.logits:
             return "logits (BCEWithLogitsLoss: stable log-sigmoid, no clipping)"
         if self.convention == "keras":
-            return f"keras (pred clipped to [{self.eps:g}, 1 - {self.eps:g}])"
+            # repr: --eps 0.4999999 must not read as 0.5; 1 - eps is computed, as the clip uses it
+            return f"keras (pred clipped to [{self.eps!r}, {1 - self.eps:.15g}])"
         return "torch (BCELoss: each log floored at -100)"
 
 
@@ -157,18 +168,26 @@ def _row(result: ImageResult, scale: float, units: Units) -> dict[str, Any]:
     return row
 
 
-def write_csv(results: Sequence[ImageResult], out: IO[str], settings: Settings) -> None:
-    """One row per pair, failed pairs included, figures at full float64 precision."""
+def write_csv(
+    results: Sequence[ImageResult],
+    out: IO[str],
+    settings: Settings,
+    *,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_columns: Sequence[str] = (),
+) -> None:
+    """One row per pair, failed pairs included, figures at full float64 precision.
+
+    ``extra`` adds ``extra_columns`` by image name (the baseline deltas), empty where absent.
+    """
     scale = unit_scale(settings.units)
-    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, (*CSV_COLUMNS, *extra_columns), lineterminator="\n")
     writer.writeheader()
     for result in results:
-        writer.writerow(
-            {
-                k: repr(v) if isinstance(v, float) else v
-                for k, v in _row(result, scale, settings.units).items()
-            }
-        )
+        row = _row(result, scale, settings.units)
+        added = (extra or {}).get(result.name, {})
+        row.update({c: "" if added.get(c) is None else added[c] for c in extra_columns})
+        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
 
 
 def _sums_json(sums: Sums, scale: float) -> dict[str, Any]:
@@ -185,47 +204,273 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def settings_json(settings: Settings) -> dict[str, Any]:
+    return {
+        "convention": settings.convention,
+        "eps": settings.eps,
+        "logits": settings.logits,
+        "units": settings.units,
+        "alpha": settings.alpha,
+        "grayscale": settings.grayscale,
+        "backend": settings.backend,
+        "device": settings.device,
+        "described": settings.describe_convention(),
+        "weighting": "pixel",
+    }
+
+
 def to_json(
-    results: Sequence[ImageResult], summary: Summary, settings: Settings, version: str
+    results: Sequence[ImageResult],
+    summary: Summary,
+    settings: Settings,
+    version: str,
+    *,
+    shard: tuple[int, int] | None = None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+    sections: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """version, settings, summary (sums and counts, and the means derived from them), images."""
+    """format, version, settings, shard, summary (sums and counts, and the means derived from
+    them), images, and any further ``sections`` (baseline, gates).
+
+    Each image also carries its sums in nats (``sums_nats``): scaling to bits and back is not
+    exact in floating point, and merged totals must be exactly those of a single run.
+    """
     scale = unit_scale(settings.units)
     images = []
     for result in results:
         row = _row(result, scale, settings.units)
-        images.append(
-            {k: None if v == "" else _finite(v) if isinstance(v, float) else v for k, v in row.items()}
-        )
+        image = {k: None if v == "" else _finite(v) if isinstance(v, float) else v for k, v in row.items()}
+        s = result.sums
+        image["sums_nats"] = None if s is None else {"bce": s.bce, "entropy": s.entropy, "excess": s.excess}
+        image.update((extra or {}).get(result.name, {}))
+        images.append(image)
     return {
+        "format": REPORT_FORMAT,
         "version": version,
-        "settings": {
-            "convention": settings.convention,
-            "eps": settings.eps,
-            "logits": settings.logits,
-            "units": settings.units,
-            "alpha": settings.alpha,
-            "grayscale": settings.grayscale,
-            "backend": settings.backend,
-            "device": settings.device,
-            "described": settings.describe_convention(),
-            "weighting": "pixel",
-        },
+        "settings": settings_json(settings),
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "summary": {
             "pairs": summary.pairs,
             "failed": summary.failed,
             **_sums_json(summary.totals, scale),
-            "bce": _finite(summary.mean("bce") * scale),
-            "entropy": _finite(summary.mean("entropy") * scale),
-            "excess": _finite(summary.mean("excess") * scale),
-            "excess_median": _finite(summary.excess_median * scale),
-            "excess_p95": _finite(summary.excess_p95 * scale),
-            "excess_max": _finite(summary.excess_max * scale),
+            "bce": summary.mean("bce") * scale,
+            "entropy": summary.mean("entropy") * scale,
+            "excess": summary.mean("excess") * scale,
+            "excess_median": summary.excess_median * scale,
+            "excess_p95": summary.excess_p95 * scale,
+            "excess_max": summary.excess_max * scale,
             "worst": summary.worst.target if summary.worst else None,
         },
         "images": images,
+        **(sections or {}),
     }
 
 
+def _json_safe(value: Any) -> Any:
+    """The document with every non-finite float as null: JSON has no inf or NaN."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_json(document: dict[str, Any], out: IO[str]) -> None:
-    json.dump(document, out, indent=2, allow_nan=False)
+    """Write the document; inf and NaN anywhere in it (a sum that overflowed) become null."""
+    json.dump(_json_safe(document), out, indent=2, allow_nan=False)
     out.write("\n")
+
+
+class ReportError(Exception):
+    """A report cannot be written, or a report given to read is not one bce-eval can use."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = str(path), problem
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode the report would get from open(): the old file's, or 0o666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_output(path: str) -> Iterator[IO[str]]:
+    """A text stream for a report that replaces ``path`` only once it is complete.
+
+    The report is written to a temporary file beside ``path``, flushed to disk and renamed over
+    it, so an interrupted or failed run leaves the old report as it was and no partial one. '-' is
+    stdout; an existing path that is not a regular file (a device, a pipe) is written directly.
+    Any OSError, on open or on a write, becomes a ReportError.
+    """
+    target = Path(path)
+    try:
+        if path == "-":
+            yield sys.stdout
+            sys.stdout.flush()
+        elif target.exists() and not target.is_file():
+            with target.open("w", newline="", encoding="utf-8") as f:
+                yield f
+        else:
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+            try:
+                os.chmod(temporary, _new_file_mode(target))
+                with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                    yield f
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                with suppress(OSError):
+                    os.unlink(temporary)
+                raise
+    except OSError as e:
+        where = "stdout" if path == "-" else path
+        raise ReportError(where, f"cannot write: {e.strerror or e}") from None
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A report written earlier, read back: its results (sums in nats) and what it records.
+
+    A CSV report records only its unit, so ``settings`` is None for one; ``exact`` says whether
+    the sums in nats are exactly those the run had (JSON since format 1, and any report in nats).
+    """
+
+    path: str
+    units: Units
+    results: list[ImageResult]
+    settings: Settings | None
+    shard: tuple[int, int] | None
+    exact: bool
+
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "convention": ("keras", "torch"),
+    "units": ("nats", "bits"),
+    "alpha": ("drop", "include"),
+    "backend": ("numpy", "torch"),
+}
+
+
+def _settings_from_json(recorded: Any) -> Settings:
+    if not isinstance(recorded, dict):
+        raise ValueError("settings is not an object")
+    for key, allowed in _CHOICES.items():
+        if recorded.get(key) not in allowed:
+            raise ValueError(f"settings.{key} is {recorded.get(key)!r}, not one of {', '.join(allowed)}")
+    eps = recorded.get("eps")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 0.5:
+        raise ValueError(f"settings.eps is {eps!r}, not a number in (0, 0.5)")
+    for key in ("logits", "grayscale"):
+        if not isinstance(recorded.get(key), bool):
+            raise ValueError(f"settings.{key} is {recorded.get(key)!r}, not true or false")
+    return Settings(
+        convention=recorded["convention"],
+        eps=float(eps),
+        logits=recorded["logits"],
+        units=recorded["units"],
+        alpha=recorded["alpha"],
+        grayscale=recorded["grayscale"],
+        backend=recorded["backend"],
+        device=str(recorded.get("device", "cpu")),
+    )
+
+
+def _sum(value: Any) -> float:
+    # Every term of every sum is >= 0, so a sum the report wrote as null overflowed to +inf.
+    return math.inf if value is None else float(value)
+
+
+def _result(image: Mapping[str, Any], scale: float, nats: Mapping[str, Any] | None) -> ImageResult:
+    name, target, recon = str(image["name"]), str(image["target"] or ""), str(image["recon"] or "")
+    if image["status"] != "ok":
+        return ImageResult(name, target, recon, error=str(image.get("error") or "error"))
+    shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
+    if nats is None:
+        nats = {k: _sum(image[f"{k}_sum"]) / scale for k in ("bce", "entropy", "excess")}
+    sums = Sums(
+        pixels=int(image["pixels"]),
+        bce=_sum(nats["bce"]),
+        entropy=_sum(nats["entropy"]),
+        excess=_sum(nats["excess"]),
+        clipped=int(image["clipped"]),
+    )
+    return ImageResult(name, target, recon, shape, sums)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' as (I, N), 1 <= I <= N."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise ValueError(f"expected I/N with 1 <= I <= N, e.g. 1/4, not {text!r}")
+    return int(index), int(count)
+
+
+def _read_json(path: Path, text: str) -> StoredReport:
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise ReportError(path, f"not valid JSON ({e})") from None
+    if not isinstance(document, dict) or not {"settings", "images"} <= document.keys():
+        raise ReportError(path, "not a bce-eval JSON report (it has no settings and images)")
+    version = document.get("format", 0)
+    if not isinstance(version, int) or version > REPORT_FORMAT:
+        raise ReportError(
+            path,
+            f"report format {version!r} is newer than the {REPORT_FORMAT} this bce-eval reads; "
+            "upgrade bce-eval",
+        )
+    try:
+        settings = _settings_from_json(document["settings"])
+        scale = unit_scale(settings.units)
+        results = [_result(image, scale, image.get("sums_nats")) for image in document["images"]]
+        shard = parse_shard(document["shard"]) if document.get("shard") else None
+    except KeyError as e:
+        raise ReportError(path, f"not a bce-eval JSON report: an image has no {e.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ReportError(path, f"not a bce-eval JSON report: {e}") from None
+    exact = version >= 1 or settings.units == "nats"
+    return StoredReport(str(path), settings.units, results, settings, shard, exact)
+
+
+def _read_csv(path: Path, text: str) -> StoredReport:
+    try:
+        rows = list(csv.DictReader(text.splitlines()))
+    except csv.Error as e:
+        raise ReportError(path, f"not a CSV report ({e})") from None
+    needed = {"name", "status", "pixels", "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit"}
+    if rows and not needed <= rows[0].keys():
+        missing = ", ".join(sorted(needed - rows[0].keys()))
+        raise ReportError(path, f"not a bce-eval CSV report (no column {missing})")
+    units = {row["unit"] for row in rows} or {"nats"}
+    if len(units) > 1 or not units <= {"nats", "bits"}:
+        raise ReportError(path, f"not a bce-eval CSV report: unit {', '.join(sorted(units))}")
+    unit: Units = "bits" if units == {"bits"} else "nats"
+    scale = unit_scale(unit)
+    try:
+        results = [_result({k: v if v != "" else None for k, v in row.items()}, scale, None) for row in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReportError(path, f"not a bce-eval CSV report: {e}") from None
+    return StoredReport(str(path), unit, results, None, None, unit == "nats")
+
+
+def read_report(path: Path) -> StoredReport:
+    """A CSV or JSON report written by bce-eval (JSON if the name ends in .json or the text is
+    an object); ReportError if it cannot be read or is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(path, "not a bce-eval report (not UTF-8 text)") from None
+    except OSError as e:
+        raise ReportError(path, f"cannot read: {e.strerror or e}") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        return _read_json(path, text)
+    return _read_csv(path, text)

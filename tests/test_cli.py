@@ -90,7 +90,7 @@ def test_summary_is_printed_with_unit_and_convention(
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--top", "2")
     assert "3 pairs, 3 evaluated, 0 failed" in result.stdout
-    assert "keras (pred clipped to [1e-07, 1 - 1e-07])" in result.stdout
+    assert "keras (pred clipped to [1e-07, 0.9999999])" in result.stdout
     assert "nats per pixel" in result.stdout
     assert "Worst 2 by excess" in result.stdout
     assert "median" in result.stdout and "95th percentile" in result.stdout
@@ -100,7 +100,16 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--json", "-", "--units", "bits", "--convention", "torch")
     document = json.loads(result.stdout)
-    assert set(document) == {"version", "settings", "summary", "images"}
+    assert set(document) == {
+        "format",
+        "version",
+        "settings",
+        "shard",
+        "summary",
+        "images",
+        "verdict",
+        "gates",
+    }
     assert document["settings"]["units"] == "bits" and document["settings"]["convention"] == "torch"
     assert len(document["images"]) == 3
     image = document["images"][0]
@@ -291,7 +300,7 @@ def test_explain_bad_values_exit_2(args: list[str], message: str) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("compare", "explain"):
+    for command in ("compare", "explain", "merge"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
     compare_help = invoke("compare", "--help").stdout
@@ -371,3 +380,24 @@ def test_alpha_and_grayscale_options(folders: tuple[Path, Path], rng: np.random.
         for args in ((), ("--alpha", "include"), ("--grayscale",), ("--grayscale", "--alpha", "include"))
     }
     assert list(channels.values()) == [3, 4, 1, 2]
+
+
+def test_explain_keeps_significant_digits_of_tiny_and_huge_figures() -> None:
+    result = invoke("explain", "--target", "1e-300,1", "--pred", "1e-300,1e-300", "--convention", "torch")
+    rows = [line.replace("│", " ").split() for line in result.stdout.splitlines() if "1e-300" in line]
+    # tiny: H(1e-300) = 1e-300 (1 + 300 ln 10) = 6.91776e-298; the torch floor: BCE 100 for p = 1e-300
+    assert rows[0][3] == f"{1e-300 * (1 + 300 * math.log(10)):.6g}" == "6.91776e-298"
+    assert rows[1][2] == "100.000000"
+
+
+def test_explain_refuses_a_literal_that_underflows_to_0() -> None:
+    result = invoke("explain", "--target", "0.5,1e-400", "--pred", "0.5,0.5")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --target: 1e-400 is too small for float64 and would read as 0"
+    assert invoke("explain", "--target", "0e-400,0.0", "--pred", "0.5,0.5").exit_code == 0
+
+
+def test_explain_shows_the_inputs_in_full() -> None:
+    result = invoke("explain", "--target", "0.4999999", "--pred", "0.5", "--eps", "0.4999999")
+    assert result.stdout.splitlines()[4].split()[1] == "0.4999999"
+    assert "[0.4999999, 0.5000001]" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,45 @@ def test_every_option_of_compare_is_in_the_readme() -> None:
     assert options and all(f"`{o}" in readme for o in options), sorted(
         o for o in options if f"`{o}" not in readme
     )
+
+
+def transcripts() -> list[str]:
+    """README blocks that show bce-eval commands on sample_images (or explain) and their output."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```(?:text|console)\n(\$ bce-eval .*?)```", text, flags=re.DOTALL)
+    return [b.rstrip() for b in blocks if "sample_images" in b or b.startswith("$ bce-eval explain")]
+
+
+def replay(block: str, cwd: Path) -> str:
+    """Run a transcript's commands in cwd: stdout and stderr as they interleave, ``$ echo $?``
+    after a command that exits with another code than 0, stderr dropped after ``2>/dev/null``."""
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    shown = []
+    for line in block.splitlines():
+        if not line.startswith("$ bce-eval "):
+            continue
+        words = shlex.split(line[2:])
+        quiet = words[-1] == "2>/dev/null"
+        process = subprocess.run(
+            [sys.executable, "-m", "bce_eval", *words[1 : len(words) - quiet]],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT,
+            text=True,
+        )
+        shown += [line, *(x.rstrip() for x in process.stdout.rstrip().splitlines())]
+        if process.returncode:
+            shown += ["$ echo $?", str(process.returncode)]
+    return "\n".join(shown)
+
+
+def test_the_readme_has_transcripts_to_check() -> None:
+    assert len(transcripts()) >= 5
+
+
+@pytest.mark.skipif(not (ROOT / "sample_images" / "targets").is_dir(), reason="no sample_images")
+@pytest.mark.parametrize("block", transcripts(), ids=lambda b: b.splitlines()[0][:60])
+def test_readme_transcript_is_current(block: str, tmp_path: Path) -> None:
+    (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
+    assert replay(block, tmp_path) == block

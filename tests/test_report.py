@@ -1,0 +1,61 @@
+"""Reports: JSON without non-finite values, the convention in words, reading reports back."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bce_eval.metrics import Sums
+from bce_eval.report import ImageResult, ReportError, Settings, Summary, read_report, to_json, write_json
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # percentiles of inf
+def test_write_json_maps_inf_and_nan_to_null_everywhere() -> None:
+    huge = ImageResult("a", "t.png", "r.png", (1, 1, 1), Sums(1, math.inf, 0.5, math.inf, 0))
+    summary = Summary.of([huge])
+    out = io.StringIO()
+    write_json(
+        to_json([huge], summary, Settings(), "0", sections={"extra": [math.nan, {"x": -math.inf}]}), out
+    )
+    document = json.loads(out.getvalue())
+    assert document["summary"]["bce_sum"] is None and document["summary"]["excess"] is None
+    assert document["summary"]["entropy_sum"] == 0.5
+    assert document["images"][0]["sums_nats"] == {"bce": None, "entropy": 0.5, "excess": None}
+    assert document["extra"] == [None, {"x": None}]
+
+
+@pytest.mark.parametrize(
+    ("eps", "shown"),
+    [
+        (1e-7, "[1e-07, 0.9999999]"),
+        (0.4999999, "[0.4999999, 0.5000001]"),
+        (0.123456789012, "[0.123456789012, 0.876543210988]"),
+        (1e-15, "[1e-15, 0.999999999999999]"),
+    ],
+)
+def test_the_clip_bounds_are_shown_in_full(eps: float, shown: str) -> None:
+    assert Settings(eps=eps).describe_convention() == f"keras (pred clipped to {shown})"
+
+
+def test_a_report_read_back_has_the_sums_of_the_run(tmp_path: Path) -> None:
+    results = [
+        ImageResult("a", "t/a.png", "r/a.png", (2, 3, 1), Sums(6, 1.0 / 3, 0.25, 1.0 / 7, 2)),
+        ImageResult("b", "t/b.png", "", error="t/b.png: no reconstruction in r"),
+    ]
+    settings = Settings(units="bits", convention="torch")
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(to_json(results, Summary.of(results), settings, "0", shard=(2, 5))))
+    stored = read_report(path)
+    assert stored.results == results  # exact, through the sums in nats
+    assert stored.settings == settings and stored.shard == (2, 5) and stored.exact
+
+
+def test_an_image_without_a_field_is_not_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"format": 1, "settings": {}, "images": [{}]}))
+    with pytest.raises(ReportError, match="not a bce-eval JSON report"):
+        read_report(path)
