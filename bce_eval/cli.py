@@ -182,6 +182,7 @@ def _fmt(x: float) -> str:
 def _print_summary(
     console: Console, results: list[ImageResult], summary: Summary, settings: Settings, top: int
 ) -> None:
+    from .images import printable
     from .report import unit_scale, worst
 
     scale = unit_scale(settings.units)
@@ -210,7 +211,7 @@ def _print_summary(
     overall.add_row("", _fmt(summary.excess_p95 * scale), "95th percentile")
     overall.add_row("", _fmt(summary.excess_max * scale), "max")
     if summary.worst:
-        overall.add_row("Worst image", escape(summary.worst.name))
+        overall.add_row("Worst image", escape(printable(summary.worst.name)))
     overall.add_row("Clipped preds", f"{t.clipped:,}", f"of {t.pixels:,}, moved into range by the convention")
     console.print(overall)
     ranked = worst(results, top)
@@ -224,7 +225,7 @@ def _print_summary(
         n = r.sums.pixels
         table.add_row(
             str(rank),
-            escape(r.name),
+            escape(printable(r.name)),
             "x".join(map(str, r.shape)),
             _fmt(r.sums.bce / n * scale),
             _fmt(r.sums.entropy / n * scale),
@@ -464,10 +465,13 @@ def compare(
     if not pairing.pairs:
         raise fail(f"no image files in {targets} or {recons} (looked for {', '.join(images.SUFFIXES)})")
     for path in pairing.ignored:
-        stderr.print(f"note: {path}: not an image file bce-eval reads; ignored", markup=False)
+        stderr.print(
+            f"note: {images.printable(path)}: not an image file bce-eval reads; ignored", markup=False
+        )
     if pairing.lossy_targets:
         stderr.print(
-            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, e.g. {pairing.lossy_targets[0]}: "
+            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, "
+            f"e.g. {images.printable(pairing.lossy_targets[0])}: "
             "lossy targets carry compression artefacts into every figure",
             markup=False,
         )

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import metrics
-from .images import Decoded, InputError, Pair, decode, to_float
+from .images import Decoded, InputError, Pair, decode, printable, to_float
 from .report import ImageResult, Settings
 
 T = TypeVar("T")
@@ -110,7 +110,7 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     """Both files decoded, or the result that says why they cannot be scored."""
     recon_name = _names(pair)[1]
     if pair.problem is not None or pair.target is None or pair.recon is None:
-        return _failed(pair, f"{pair.culprit}: {pair.problem}")
+        return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
     try:
         target = _prepare(decode(pair.target), pair.target, settings)
         recon = _prepare(
@@ -121,7 +121,7 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     if recon.shape != target.shape:
         return _failed(
             pair,
-            f"{recon_name}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
+            f"{printable(recon_name)}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
             f"differs from the target's {'x'.join(map(str, target.shape))}",
         )
     if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
@@ -154,7 +154,7 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
             )
     except metrics.ValueOutOfRange as e:
         culprit = _names(pair)[0 if e.which == "target" else 1]
-        return _failed(pair, f"{culprit}: {_located(e)}", _shape(ready.target))
+        return _failed(pair, str(InputError(culprit, _located(e))), _shape(ready.target))
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 

@@ -15,6 +15,7 @@ which decoder reports on content that matches none of these signatures.
 from __future__ import annotations
 
 import csv
+import logging
 import stat
 import struct
 import zlib
@@ -329,6 +330,10 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
     max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
     """
     import tifffile
+
+    # tifffile also logs what it finds wrong with a damaged file, over several lines; the
+    # InputError below reports it in one.
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     from PIL import Image
 
     compression = "this"

@@ -163,3 +163,18 @@ def test_histogram_dot_is_within_a_few_ulp_of_the_exact_sum(rng: np.random.Gener
         for row, got in zip(figures, fast, strict=True):
             exact = math.fsum(row * counts)  # each product rounded once, then summed exactly
             assert abs(got - exact) <= 1e-14 * exact
+
+
+def test_errors_stay_on_one_line_whatever_the_file_name(
+    folders: tuple[Path, Path], rng: np.random.Generator
+) -> None:
+    targets, recons = folders
+    target, recon = _noisy_pair(rng, (6, 6, 3))
+    write_image(targets / "a\nb.png", target)
+    write_image(targets / "c\rd.png", target)
+    write_image(recons / "c\rd.png", recon[:-1])
+    results = list(engine.evaluate(pair_folders(targets, recons).pairs, Settings(), workers=1))
+    assert len(results) == 2 and all(r.error for r in results)
+    for r in results:
+        assert r.error is not None and r.error.isprintable()
+    assert "'" in results[0].error  # escaped as repr() does
