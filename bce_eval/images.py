@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import stat
 import struct
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,6 +106,28 @@ class _Scan:
     bad: dict[Path, str]  # image names that are not readable regular files, and why
 
 
+def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
+    """Every entry under root but folders and hidden names, with its path relative to root
+    (forward slashes). Folders are walked into, links to folders are not."""
+    folders = [(root, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as e:
+            raise InputError(folder, f"cannot list the folder: {e.strerror or e}") from None
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            relative = prefix + entry.name
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    folders.append((Path(entry.path), relative + "/"))
+                continue
+            yield entry, relative
+
+
 def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     """Image files under root by key: relative path without extension (and without strip_suffix).
 
@@ -115,20 +139,22 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     found: dict[str, list[Path]] = defaultdict(list)
     ignored: list[Path] = []
     bad: dict[Path, str] = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or path.is_dir():
-            continue
-        if path.suffix.lower() not in SUFFIXES:
+    for entry, relative in _walk(root):
+        path = Path(entry.path)
+        if os.path.splitext(entry.name)[1].lower() not in SUFFIXES:
             ignored.append(path)
             continue
-        key = relative.with_suffix("").as_posix()
+        key = relative.rpartition(".")[0]
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
         found[key].append(path)
-        problem = file_problem(path)
-        if problem is not None:
-            bad[path] = problem
+        if not entry.is_file():  # is_file() follows links; from the directory listing, no stat
+            problem = file_problem(path)
+            if problem is not None:
+                bad[path] = problem
+    for paths in found.values():
+        paths.sort()
+    ignored.sort()
     return _Scan(found, ignored, bad)
 
 
@@ -213,13 +239,11 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     return Pairing(pairs, [])
 
 
-def _png_header(path: Path) -> tuple[int, int]:
+def _png_header(data: bytes, path: Path) -> tuple[int, int]:
     """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
-    with path.open("rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[8:16] != b"\0\0\0\rIHDR":
+    if len(data) < 26 or data[:8] != PNG_SIGNATURE or data[8:16] != b"\0\0\0\rIHDR":
         raise InputError(path, "not a PNG file (bad signature)")
-    return head[24], head[25]
+    return data[24], data[25]
 
 
 def _read_png16(path: Path) -> tuple[np.ndarray, bool]:
@@ -261,17 +285,13 @@ def _png_chunks_intact(data: bytes) -> bool:
 _SPNG_CHANNELS = {0: 1, 2: 3, 6: 4}
 
 
-def _read_spng(path: Path, colour_type: int) -> tuple[np.ndarray, bool] | None:
+def _read_spng(data: bytes, path: Path, colour_type: int) -> tuple[np.ndarray, bool] | None:
     """8- and 16-bit non-palette PNG through pyspng, bit-identical to Pillow and pypng and about
     1.5x faster than Pillow (benchmarks/); None when pyspng is not installed."""
     try:
         import pyspng
     except ImportError:
         return None
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(path, f"cannot read: {e.strerror}") from None
     if not _png_chunks_intact(data):
         raise InputError(path, "cannot decode: damaged PNG (truncated, or a chunk fails its CRC)")
     try:
@@ -437,22 +457,23 @@ def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def _sniff(path: Path) -> Decoder | None:
-    """The decoder for what the file's first bytes say it is; None if they match no format we read."""
+def _sniff(path: Path) -> tuple[Decoder | None, bytes]:
+    """The decoder for what the file's first bytes say it is (None if they match no format we
+    read), and those bytes: all of the file for a PNG, which is decoded from memory."""
     try:
         with path.open("rb") as f:
             head = f.read(12)
+            if head.startswith(PNG_SIGNATURE):
+                return "png", head + f.read()
     except OSError as e:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
-    if head.startswith(PNG_SIGNATURE):
-        return "png"
     if head[:4] in TIFF_SIGNATURES:
-        return "tiff"
+        return "tiff", head
     if head.startswith(NPY_SIGNATURE):
-        return "npy"
+        return "npy", head
     if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return "pillow"  # JPEG, BMP, WebP
-    return None
+        return "pillow", head  # JPEG, BMP, WebP
+    return None, head
 
 
 @dataclass(frozen=True)
@@ -475,7 +496,8 @@ def decode(path: Path, *, logits: bool = False) -> Decoded:
     problem = file_problem(path)  # before opening it: a FIFO would block
     if problem is not None:
         raise InputError(path, problem)
-    decoder = _sniff(path) or SUFFIX_DECODERS.get(path.suffix.lower(), "pillow")
+    sniffed, head = _sniff(path)
+    decoder = sniffed or SUFFIX_DECODERS.get(path.suffix.lower(), "pillow")
     has_alpha = False
     if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
@@ -486,10 +508,10 @@ def decode(path: Path, *, logits: bool = False) -> Decoded:
     elif decoder == "tiff":
         pixels, has_alpha = _read_tiff(path)
     elif decoder == "png":
-        depth, colour_type = _png_header(path)
+        depth, colour_type = _png_header(head, path)
         read = None
         if depth in (8, 16) and colour_type in _SPNG_CHANNELS:
-            read = _read_spng(path, colour_type)
+            read = _read_spng(head, path, colour_type)
         if read is None:
             read = _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
         pixels, has_alpha = read
