@@ -328,6 +328,14 @@ def byte_tables(eps: float = KERAS_EPSILON, convention: Convention = "keras") ->
     return ByteTables(figures)
 
 
+@functools.lru_cache(maxsize=8)
+def _tables_on(device: Any, eps: float, convention: Convention) -> Any:
+    """byte_tables' figures as a torch tensor on device, moved there once."""
+    import torch
+
+    return torch.as_tensor(byte_tables(eps, convention).figures.copy(), device=device)
+
+
 def byte_pair_index(target: Any, pred: Any) -> Any:
     """t * 256 + r, flat, for uint8 arrays (NumPy: uint16, the narrowest that holds it; torch: int64)."""
     xp = namespace(target, pred)
@@ -352,7 +360,7 @@ def byte_sums(
     n = int(index.shape[0])
     if xp is not np:
         counts = xp.bincount(index, minlength=BYTE_PAIRS).to(xp.float64)
-        totals = (xp.as_tensor(figures.copy(), device=index.device) * counts).sum(dim=1).tolist()
+        totals = (_tables_on(index.device, eps, convention) * counts).sum(dim=1).tolist()
     elif n < _HISTOGRAM_FROM:
         # Rows of up to 8,192 contiguous values: NumPy sums each one pairwise.
         totals = figures.take(index, axis=1).sum(axis=1).tolist()
