@@ -183,16 +183,21 @@ def cpu_model() -> str:
 
 
 def git_head() -> str:
+    """The last commit that changed bce_eval/, and whether it has changes since."""
+    root = str(HERE.parent)
     try:
-        result = subprocess.run(
-            ["git", "-C", str(HERE), "log", "-1", "--format=%h %s"], capture_output=True, text=True
-        )
+        last = subprocess.run(
+            ["git", "-C", root, "log", "-1", "--format=%h %s", "--", "bce_eval"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "bce_eval"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return "unknown"
-    dirty = subprocess.run(
-        ["git", "-C", str(HERE), "status", "--porcelain", "--", "../bce_eval"], capture_output=True, text=True
-    ).stdout.strip()
-    return result.stdout.strip()[:72] + (" (bce_eval/ modified)" if dirty else "")
+    shown = last[:64] + "..." if len(last) > 67 else last
+    return shown + (" (with uncommitted changes)" if dirty else "")
 
 
 def machine_lines() -> list[str]:
@@ -209,7 +214,7 @@ def machine_lines() -> list[str]:
         f"Python:   {platform.python_version()} ({platform.system()} {platform.machine()})",
         f"NumPy {version('numpy')}, Pillow {version('pillow')}, torch {version('torch') or 'not installed'}",
         f"Decoders: {decoders}",
-        f"bce-eval: {version('bce-eval')}, commit {git_head()}",
+        f"bce-eval: {version('bce-eval')}, bce_eval/ last changed in {git_head()}",
     ]
 
 
