@@ -221,7 +221,7 @@ def evaluate(
     if workers == 1:
         yield from (evaluate_pair(p, settings) for p in pairs)
         return
-    size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 8)))
+    size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
     pool = _process_pool(workers)
     try:
         for results in _in_order(
