@@ -62,23 +62,26 @@ class InputError(Exception):
 
 @dataclass(frozen=True)
 class Pair:
-    """A target and its reconstruction, or the reason they cannot be evaluated (``problem``)."""
+    """A target and its reconstruction, or the reason they cannot be evaluated (``problem``).
+
+    Paths are strings: cheap to make and to send to worker processes by the million."""
 
     name: str
-    target: Path | None
-    recon: Path | None
+    target: str | None
+    recon: str | None
     problem: str | None = None
-    culprit: Path | None = None  # the file the problem is about
+    culprit: str | None = None  # the file the problem is about
 
 
 @dataclass(frozen=True)
 class Pairing:
     pairs: list[Pair]
-    ignored: list[Path]  # files with other suffixes (notes, hidden files are not listed)
+    ignored: list[str]  # files with other suffixes (notes, hidden files are not listed)
 
     @property
-    def lossy_targets(self) -> list[Path]:
-        return [p.target for p in self.pairs if p.target and p.target.suffix.lower() in LOSSY_SUFFIXES]
+    def lossy_targets(self) -> list[str]:
+        targets = (p.target for p in self.pairs if p.target)
+        return [t for t in targets if os.path.splitext(t)[1].lower() in LOSSY_SUFFIXES]
 
 
 def file_problem(path: Path) -> str | None:
@@ -101,9 +104,9 @@ def file_problem(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class _Scan:
-    files: dict[str, list[Path]]  # image files by key
-    ignored: list[Path]
-    bad: dict[Path, str]  # image names that are not readable regular files, and why
+    files: dict[str, list[str]]  # image files by key
+    ignored: list[str]
+    bad: dict[str, str]  # image names that are not readable regular files, and why
 
 
 def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
@@ -136,11 +139,11 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     """
     if not root.is_dir():
         raise InputError(root, "is not a folder")
-    found: dict[str, list[Path]] = defaultdict(list)
-    ignored: list[Path] = []
-    bad: dict[Path, str] = {}
+    found: dict[str, list[str]] = defaultdict(list)
+    ignored: list[str] = []
+    bad: dict[str, str] = {}
     for entry, relative in _walk(root):
-        path = Path(entry.path)
+        path = entry.path
         if os.path.splitext(entry.name)[1].lower() not in SUFFIXES:
             ignored.append(path)
             continue
@@ -149,7 +152,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
             key = key[: -len(strip_suffix)]
         found[key].append(path)
         if not entry.is_file():  # is_file() follows links; from the directory listing, no stat
-            problem = file_problem(path)
+            problem = file_problem(Path(path))
             if problem is not None:
                 bad[path] = problem
     for paths in found.values():
@@ -158,8 +161,8 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     return _Scan(found, ignored, bad)
 
 
-def _ambiguous(paths: list[Path]) -> str:
-    names = " and ".join(printable(p.name) for p in paths)
+def _ambiguous(paths: list[str]) -> str:
+    names = " and ".join(printable(os.path.basename(p)) for p in paths)
     return f"ambiguous: {names} have the same name; keep one"
 
 
@@ -225,17 +228,21 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
-            pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", listing))
+            pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", str(listing)))
             continue
         target, recon = targets / t, recons / r
         name = _name(t)
         first = first_lines.setdefault((target, recon), line)
         if first != line:
             problem = f"line {line}: {printable(t)},{printable(r)} listed twice, first on line {first}"
-            pairs.append(Pair(name, target, recon, problem, listing))
+            pairs.append(Pair(name, str(target), str(recon), problem, str(listing)))
             continue
         unreadable = _unreadable(target, recon)
-        pairs.append(Pair(name, target, recon, *unreadable) if unreadable else Pair(name, target, recon))
+        if unreadable is not None:
+            problem, culprit = unreadable
+            pairs.append(Pair(name, str(target), str(recon), problem, str(culprit)))
+        else:
+            pairs.append(Pair(name, str(target), str(recon)))
     return Pairing(pairs, [])
 
 
@@ -488,11 +495,12 @@ class Decoded:
         return self.pixels[:, :, :-1] if self.has_alpha and alpha == "drop" else self.pixels
 
 
-def decode(path: Path, *, logits: bool = False) -> Decoded:
+def decode(path: Path | str, *, logits: bool = False) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
     logits: the file holds logits (.npy float only).
     """
+    path = Path(path)
     problem = file_problem(path)  # before opening it: a FIFO would block
     if problem is not None:
         raise InputError(path, problem)
@@ -521,7 +529,12 @@ def decode(path: Path, *, logits: bool = False) -> Decoded:
 
 
 def to_float(
-    decoded: Decoded, path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: bool = False
+    decoded: Decoded,
+    path: Path | str,
+    *,
+    alpha: Alpha = "drop",
+    grayscale: bool = False,
+    logits: bool = False,
 ) -> np.ndarray:
     """float64 (height, width, channels), scaled by sample type (logits as they are)."""
     image = decoded.pixels.astype(np.float64) if logits else normalize(decoded.pixels, path)
@@ -533,7 +546,9 @@ def load(path: Path, *, alpha: Alpha = "drop", grayscale: bool = False, logits: 
     return to_float(decode(path, logits=logits), path, alpha=alpha, grayscale=grayscale, logits=logits)
 
 
-def _channels(image: np.ndarray, path: Path, *, alpha: Alpha, has_alpha: bool, grayscale: bool) -> np.ndarray:
+def _channels(
+    image: np.ndarray, path: Path | str, *, alpha: Alpha, has_alpha: bool, grayscale: bool
+) -> np.ndarray:
     """Drop or keep alpha, and convert colour to luminance for --grayscale."""
     colour, alpha_channel = (image[:, :, :-1], image[:, :, -1:]) if has_alpha else (image, None)
     if grayscale:

@@ -186,7 +186,7 @@ def test_pairing_by_relative_path_without_extension(folders: tuple[Path, Path]) 
     _touch(recons, "a.npy", "sub/b.png")
     pairing = pair_folders(targets, recons)
     assert [(p.name, p.problem) for p in pairing.pairs] == [("a", None), ("sub/b", None)]
-    assert pairing.pairs[0].recon == recons / "a.npy"
+    assert pairing.pairs[0].recon == str(recons / "a.npy")
 
 
 def test_recon_suffix_is_stripped(folders: tuple[Path, Path]) -> None:
@@ -208,7 +208,7 @@ def test_unpaired_and_ambiguous_files_are_reported(folders: tuple[Path, Path]) -
     assert problems["only_target"] == f"no reconstruction in {recons}"
     assert problems["only_recon"] == f"no target in {targets}"
     assert "ambiguous: twice.bmp and twice.png" in (problems["twice"] or "")
-    assert pairing.ignored == [targets / "notes.txt"]
+    assert pairing.ignored == [str(targets / "notes.txt")]
 
 
 def test_missing_folder_is_an_input_error(tmp_path: Path) -> None:
@@ -223,8 +223,12 @@ def test_pairs_from_csv(folders: tuple[Path, Path], tmp_path: Path) -> None:
     listing = tmp_path / "pairs.csv"
     listing.write_text("target,recon\nx.png,y.png\nx.png,missing.png\n")
     pairs = pairs_from_csv(listing, targets, recons).pairs
-    assert (pairs[0].target, pairs[0].recon, pairs[0].problem) == (targets / "x.png", recons / "y.png", None)
-    assert pairs[1].problem == "no such file" and pairs[1].culprit == recons / "missing.png"
+    assert (pairs[0].target, pairs[0].recon, pairs[0].problem) == (
+        str(targets / "x.png"),
+        str(recons / "y.png"),
+        None,
+    )
+    assert pairs[1].problem == "no such file" and pairs[1].culprit == str(recons / "missing.png")
 
 
 def test_pairs_csv_needs_its_columns(folders: tuple[Path, Path], tmp_path: Path) -> None:
@@ -238,7 +242,7 @@ def test_jpeg_targets_are_flagged_as_lossy(folders: tuple[Path, Path]) -> None:
     targets, recons = folders
     _touch(targets, "a.jpg", "b.png")
     _touch(recons, "a.png", "b.png")
-    assert pair_folders(targets, recons).lossy_targets == [targets / "a.jpg"]
+    assert pair_folders(targets, recons).lossy_targets == [str(targets / "a.jpg")]
 
 
 def _png16_with_damaged_idat(path: Path, pixels: np.ndarray) -> Path:
@@ -408,7 +412,7 @@ def test_pairs_csv_row_listed_twice_is_reported(folders: tuple[Path, Path], tmp_
     listing.write_text("target,recon\nx.png,y.png\n\n./x.png,y.png\n")
     pairs = pairs_from_csv(listing, targets, recons).pairs
     assert [p.problem for p in pairs] == [None, "line 4: ./x.png,y.png listed twice, first on line 2"]
-    assert pairs[1].culprit == listing
+    assert pairs[1].culprit == str(listing)
 
 
 @pytest.mark.parametrize("text", ["", "target,recon\n"])
@@ -426,7 +430,7 @@ def test_broken_symlink_is_reported_as_such(folders: tuple[Path, Path]) -> None:
     _touch(targets, "x.png")
     (recons / "x.png").symlink_to(recons / "nowhere.png")
     (pair,) = pair_folders(targets, recons).pairs
-    assert (pair.problem, pair.culprit) == ("broken symbolic link", recons / "x.png")
+    assert (pair.problem, pair.culprit) == ("broken symbolic link", str(recons / "x.png"))
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -435,7 +439,7 @@ def test_fifo_is_reported_and_never_opened(folders: tuple[Path, Path]) -> None:
     _touch(targets, "x.png")
     os.mkfifo(recons / "x.png")
     (pair,) = pair_folders(targets, recons).pairs
-    assert (pair.problem, pair.culprit) == ("not a regular file", recons / "x.png")
+    assert (pair.problem, pair.culprit) == ("not a regular file", str(recons / "x.png"))
     with pytest.raises(InputError, match="not a regular file"):
         load(recons / "x.png")  # opening it would wait for a writer forever
 
