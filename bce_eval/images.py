@@ -246,14 +246,14 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     return Pairing(pairs, [])
 
 
-def _png_header(data: bytes, path: Path) -> tuple[int, int]:
+def _png_header(data: bytes, path: Path | str) -> tuple[int, int]:
     """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
     if len(data) < 26 or data[:8] != PNG_SIGNATURE or data[8:16] != b"\0\0\0\rIHDR":
         raise InputError(path, "not a PNG file (bad signature)")
     return data[24], data[25]
 
 
-def _read_png16(path: Path) -> tuple[np.ndarray, bool]:
+def _read_png16(path: Path | str) -> tuple[np.ndarray, bool]:
     """16-bit grey+alpha, RGB or RGBA PNG with all 16 bits, through pypng."""
     import png
 
@@ -292,7 +292,7 @@ def _png_chunks_intact(data: bytes) -> bool:
 _SPNG_CHANNELS = {0: 1, 2: 3, 6: 4}
 
 
-def _read_spng(data: bytes, path: Path, colour_type: int) -> tuple[np.ndarray, bool] | None:
+def _read_spng(data: bytes, path: Path | str, colour_type: int) -> tuple[np.ndarray, bool] | None:
     """8- and 16-bit non-palette PNG through pyspng, bit-identical to Pillow and pypng and about
     1.5x faster than Pillow (benchmarks/); None when pyspng is not installed."""
     try:
@@ -311,7 +311,7 @@ def _read_spng(data: bytes, path: Path, colour_type: int) -> tuple[np.ndarray, b
     return pixels, colour_type == 6
 
 
-def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
+def _read_pillow(path: Path | str) -> tuple[np.ndarray, bool]:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -339,7 +339,7 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, bool]:
     return pixels, im.mode in ("LA", "RGBA")
 
 
-def _check_tiff_samples(bits: int, is_float: bool, path: Path) -> None:
+def _check_tiff_samples(bits: int, is_float: bool, path: Path | str) -> None:
     """Refuse sample types whose range is not fixed by the type: a 12-bit sample stored in 16 bits
     may mean 4095 or 65535 for white, and nothing in the file says which."""
     if bits not in ((16, 32, 64) if is_float else (1, 8, 16)):
@@ -350,7 +350,7 @@ def _check_tiff_samples(bits: int, is_float: bool, path: Path) -> None:
         )
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
+def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
     """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
 
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
@@ -422,7 +422,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, bool]:
     return pixels, has_alpha
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path | str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -454,7 +454,7 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     )
 
 
-def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
+def _to_hwc(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     if pixels.ndim not in (2, 3):
         raise InputError(
             path, f"has shape {pixels.shape}; expected (height, width) or (height, width, channels)"
@@ -464,16 +464,29 @@ def _to_hwc(pixels: np.ndarray, path: Path) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def _sniff(path: Path) -> tuple[Decoder | None, bytes]:
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _sniff(path: Path | str) -> tuple[Decoder | None, bytes]:
     """The decoder for what the file's first bytes say it is (None if they match no format we
-    read), and those bytes: all of the file for a PNG, which is decoded from memory."""
+    read), and those bytes: all of the file for a PNG, which is decoded from memory.
+
+    Opened without blocking and checked to be a regular file before a byte is read: a FIFO
+    would otherwise wait for a writer forever."""
     try:
-        with path.open("rb") as f:
+        fd = os.open(path, _OPEN_FLAGS)
+    except (OSError, ValueError):
+        raise InputError(path, file_problem(Path(path)) or "cannot be read") from None
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(path, "is a folder" if stat.S_ISDIR(mode) else "not a regular file")
+        try:
             head = f.read(12)
             if head.startswith(PNG_SIGNATURE):
                 return "png", head + f.read()
-    except OSError as e:
-        raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+        except OSError as e:
+            raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     if head[:4] in TIFF_SIGNATURES:
         return "tiff", head
     if head.startswith(NPY_SIGNATURE):
@@ -500,12 +513,8 @@ def decode(path: Path | str, *, logits: bool = False) -> Decoded:
 
     logits: the file holds logits (.npy float only).
     """
-    path = Path(path)
-    problem = file_problem(path)  # before opening it: a FIFO would block
-    if problem is not None:
-        raise InputError(path, problem)
     sniffed, head = _sniff(path)
-    decoder = sniffed or SUFFIX_DECODERS.get(path.suffix.lower(), "pillow")
+    decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
     has_alpha = False
     if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
