@@ -33,7 +33,7 @@ R = TypeVar("R")
 # Chunks of work in flight per worker: enough to keep every core busy, few enough that memory
 # stays flat and Ctrl-C is prompt.
 _WINDOW_PER_WORKER = 4
-_MAX_CHUNK = 32
+_MAX_CHUNK = 128
 # Values moved to the device in one batch by the torch backend (float64 maps: ~20 temporaries).
 _BATCH_VALUES = 1 << 22
 
