@@ -266,9 +266,9 @@ def file_timings(pairs: list[Pair], repeats: int) -> list[Row]:
     numpy_settings, torch_settings = Settings(), Settings(backend="torch")
     workers = engine.default_workers()
     runs: list[tuple[str, Callable[[], float]]] = [
-        (f"1 evaluate, numpy, {workers} threads", lambda: run_bce_eval(pairs, numpy_settings)),
+        (f"1 evaluate, numpy, {workers} processes", lambda: run_bce_eval(pairs, numpy_settings)),
         ("2 evaluate, numpy, workers=1", lambda: run_bce_eval(pairs, numpy_settings, workers=1)),
-        (f"3 evaluate, torch cpu, {workers} threads", lambda: run_bce_eval(pairs, torch_settings)),
+        (f"3 evaluate, torch cpu, {workers} decoding threads", lambda: run_bce_eval(pairs, torch_settings)),
         ("4 naive PIL + torch f32 BCE, sequential", lambda: run_naive(pairs)),
     ]
     rows = []
@@ -301,7 +301,7 @@ def main() -> None:
     print_accuracy(cfg, rng)
 
     root = ensure_data(cfg)
-    recon_sets = {"recons8": "8-bit RGB PNG recons (Pillow)", "recons16": "16-bit RGB PNG recons (pypng)"}
+    recon_sets = {"recons8": "8-bit RGB PNG recons", "recons16": "16-bit RGB PNG recons"}
     for folder, label in recon_sets.items():
         pairs = pair_folders(root / "targets", root / folder).pairs
         title = f"B. End to end: {len(pairs)} pairs, {cfg.file_side}x{cfg.file_side} 8-bit targets, {label}"
