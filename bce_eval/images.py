@@ -464,6 +464,15 @@ def _to_hwc(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole of an open file: one read when it is as large as fstat said."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    parts = []
+    while chunk := os.read(fd, max(size, 1 << 16)):
+        parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -477,16 +486,17 @@ def _sniff(path: Path | str) -> tuple[Decoder | None, bytes]:
         fd = os.open(path, _OPEN_FLAGS)
     except (OSError, ValueError):
         raise InputError(path, file_problem(Path(path)) or "cannot be read") from None
-    with open(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise InputError(path, "is a folder" if stat.S_ISDIR(mode) else "not a regular file")
-        try:
-            head = f.read(12)
-            if head.startswith(PNG_SIGNATURE):
-                return "png", head + f.read()
-        except OSError as e:
-            raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(path, "is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        head = os.read(fd, 12)
+        if head.startswith(PNG_SIGNATURE):
+            return "png", _read_all(fd, info.st_size)
+    except OSError as e:
+        raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
     if head[:4] in TIFF_SIGNATURES:
         return "tiff", head
     if head.startswith(NPY_SIGNATURE):
