@@ -222,6 +222,8 @@ def evaluate(
         yield from (evaluate_pair(p, settings) for p in pairs)
         return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    if not settings.logits:  # built once here, inherited by forked workers
+        metrics.byte_tables(settings.eps, settings.convention)
     pool = _process_pool(workers)
     try:
         for results in _in_order(
