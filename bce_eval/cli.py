@@ -169,10 +169,24 @@ def _check_outputs(csv_path: str | None, json_path: str | None, junit_path: str 
         raise fail(f"{' and '.join(on_stdout)} would all write to stdout; send all but one to a file")
 
 
-def _check_thresholds(**thresholds: float | None) -> None:
-    for option, value in thresholds.items():
+def _thresholds(
+    *,
+    max_excess: float | None,
+    max_image_excess: float | None,
+    max_bce: float | None,
+    max_regression: float | None,
+    baseline: Path | None,
+) -> Thresholds:
+    """The gates asked for, checked: thresholds >= 0, and a baseline where a regression gate needs one."""
+    from .gates import Thresholds
+
+    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
+    for option, value in vars(thresholds).items():
         if value is not None and not value >= 0:
             raise fail(f"--{option.replace('_', '-')}: must be a number >= 0, not {value!r}")
+    if max_regression is not None and baseline is None:
+        raise fail("--max-regression needs --baseline REPORT to compare with")
+    return thresholds
 
 
 def _fmt(x: float) -> str:
@@ -425,19 +439,18 @@ def compare(
     """
     from . import images
     from .engine import BackendError, check_backend
-    from .gates import Thresholds, select_shard
+    from .gates import select_shard
     from .report import Settings, parse_shard
 
     _check_eps(eps)
     _check_outputs(csv_path, json_path, junit_path, form)
-    _check_thresholds(
+    thresholds = _thresholds(
         max_excess=max_excess,
         max_image_excess=max_image_excess,
         max_bce=max_bce,
         max_regression=max_regression,
+        baseline=baseline,
     )
-    if max_regression is not None and baseline is None:
-        raise fail("--max-regression needs --baseline REPORT to compare with")
     try:
         shard_of_n = parse_shard(shard) if shard else None
     except ValueError as e:
@@ -481,7 +494,6 @@ def compare(
         stderr.print(f"shard {shard}: {len(selected)} of {len(pairing.pairs)} pairs", markup=False)
 
     results = _run(selected, settings, workers=workers, quiet=quiet)
-    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
     _conclude(
         results,
         settings,
@@ -526,19 +538,17 @@ def merge(
     Totals come from each image's sums and pixel counts, never from averages. Refused: reports
     made with other settings, an image listed twice, a missing or repeated shard.
     """
-    from .gates import Thresholds
     from .merge import merge as merge_reports
     from .report import ReportError, read_report
 
     _check_outputs(csv_path, json_path, junit_path, form)
-    _check_thresholds(
+    thresholds = _thresholds(
         max_excess=max_excess,
         max_image_excess=max_image_excess,
         max_bce=max_bce,
         max_regression=max_regression,
+        baseline=baseline,
     )
-    if max_regression is not None and baseline is None:
-        raise fail("--max-regression needs --baseline REPORT to compare with")
     try:
         merged = merge_reports([read_report(path) for path in reports])
     except ReportError as e:
@@ -547,7 +557,7 @@ def merge(
     _conclude(
         merged.results,
         merged.settings,
-        thresholds=Thresholds(max_excess, max_image_excess, max_bce, max_regression),
+        thresholds=thresholds,
         baseline=stored_baseline,
         top=top,
         csv_path=csv_path,
