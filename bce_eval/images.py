@@ -246,10 +246,23 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     return Pairing(pairs, [])
 
 
+# Pillow's threshold for DecompressionBombError (twice Image.MAX_IMAGE_PIXELS): a file that
+# claims more pixels is refused before anything is allocated for them.
+MAX_PIXELS = 2 * 89_478_485
+
+
+def _check_pixel_count(width: int, height: int, path: Path | str) -> None:
+    if width * height > MAX_PIXELS:
+        limit = f"more than the {MAX_PIXELS:,} allowed against decompression bombs"
+        raise InputError(path, f"claims {width}x{height} pixels, {limit}")
+
+
 def _png_header(data: bytes, path: Path | str) -> tuple[int, int]:
     """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
     if len(data) < 26 or data[:8] != PNG_SIGNATURE or data[8:16] != b"\0\0\0\rIHDR":
         raise InputError(path, "not a PNG file (bad signature)")
+    width, height = struct.unpack_from(">II", data, 16)
+    _check_pixel_count(width, height, path)
     return data[24], data[25]
 
 
@@ -361,7 +374,6 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
     # tifffile also logs what it finds wrong with a damaged file, over several lines; the
     # InputError below reports it in one.
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
-    from PIL import Image
 
     compression = "this"
     try:
@@ -369,13 +381,7 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
             if len(tif.pages) != 1:
                 raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
             page = tif.pages[0]
-            limit = Image.MAX_IMAGE_PIXELS  # None where a user has switched Pillow's check off
-            if limit is not None and page.imagewidth * page.imagelength > 2 * limit:
-                raise InputError(
-                    path,
-                    f"claims {page.imagewidth}x{page.imagelength} pixels, more than Pillow's "
-                    "limit against decompression bombs",
-                )
+            _check_pixel_count(page.imagewidth, page.imagelength, path)
             compression = getattr(page.compression, "name", str(page.compression))
             is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
             _check_tiff_samples(page.bitspersample, is_float, path)

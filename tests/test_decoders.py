@@ -85,3 +85,19 @@ def test_grey_alpha_16bit_still_keeps_every_bit(tmp_path: Path, rng: np.random.G
     with (tmp_path / "a.png").open("wb") as f:
         png.Writer(4, 3, greyscale=True, alpha=True, bitdepth=16).write(f, pixels.reshape(3, 8).tolist())
     np.testing.assert_array_equal(decode(tmp_path / "a.png").pixels, pixels)
+
+
+def test_png_claiming_too_many_pixels_is_refused_before_decoding(tmp_path: Path) -> None:
+    # A valid header for 100,000 x 100,000 RGB: libspng would try to allocate 30 GB.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    data = b"\x89PNG\r\n\x1a\n" + chunks
+    (tmp_path / "bomb.png").write_bytes(data)
+    with pytest.raises(InputError, match="100000x100000 pixels, more than"):
+        decode(tmp_path / "bomb.png")
