@@ -23,6 +23,7 @@ import numpy as np
 import png
 import torch
 import torch.nn.functional as F
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 from numpy.typing import NDArray
 from PIL import Image
 
@@ -63,16 +64,6 @@ class Row:
 
 # ---------------------------------------------------------------------------------------------
 # Machine and output
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_lines() -> list[str]:

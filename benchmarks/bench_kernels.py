@@ -39,7 +39,8 @@ import numpy as np
 from bce_eval import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import IMAGE_SETS, cpu_model, target_and_recon
+from bench_engine import IMAGE_SETS, target_and_recon
+from machine import cpu_model
 
 JOINT = 256 * 256
 
