@@ -1,3 +1,3 @@
-from .cli import app
+from .cli import console_main
 
-app(prog_name="bce-eval")
+console_main()
