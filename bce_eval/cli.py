@@ -647,8 +647,8 @@ def console_main() -> None:
         app(prog_name="bce-eval")
     except SystemExit as e:
         code = e.code
-        if not isinstance(code, int | None):
-            raise  # a message for Python to print
+        if not isinstance(code, int | None) or sys.getprofile() or sys.gettrace():
+            raise  # a message for Python to print, or a profiler or coverage to finish
         try:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -158,16 +158,29 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
+def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
+    """Decode pairs and score them on the CPU; any problem with a pair's files is its error.
+
+    8-bit pairs are looked up together (metrics.byte_sums_many), so small images do not each pay
+    NumPy's per-call overhead; each gets the figures it would get alone, bit for bit."""
+    prepared = [_ready(p, settings) for p in pairs]
+    looked_up = [item for item in prepared if isinstance(item, _Ready) and item.bytes]
+    sums = metrics.byte_sums_many(
+        [(r.target, r.recon) for r in looked_up], eps=settings.eps, convention=settings.convention
+    )
+    scored = {
+        id(r): ImageResult(r.pair.name, *_names(r.pair), _shape(r.target), s)
+        for r, s in zip(looked_up, sums, strict=True)
+    }
+    for item in prepared:
+        if isinstance(item, _Ready) and id(item) not in scored:
+            scored[id(item)] = _scored(item, item.target, item.recon, settings)
+    return [scored[id(item)] if isinstance(item, _Ready) else item for item in prepared]
+
+
 def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
     """Decode one pair and score it on the CPU; any problem with its files is the result's error."""
-    ready = _ready(pair, settings)
-    if isinstance(ready, ImageResult):
-        return ready
-    return _scored(ready, ready.target, ready.recon, settings)
-
-
-def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
-    return [evaluate_pair(p, settings) for p in pairs]
+    return _evaluate_chunk([pair], settings)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,10 +231,11 @@ def evaluate(
     if settings.backend == "torch":
         yield from _evaluate_torch(pairs, settings, workers)
         return
-    if workers == 1:
-        yield from (evaluate_pair(p, settings) for p in pairs)
-        return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    if workers == 1:
+        for chunk in _chunks(pairs, size):
+            yield from _evaluate_chunk(chunk, settings)
+        return
     if not settings.logits:  # built once here, inherited by forked workers
         metrics.byte_tables(settings.eps, settings.convention)
     pool = _process_pool(workers)

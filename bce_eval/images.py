@@ -479,6 +479,7 @@ def _read_all(fd: int, size: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+_READ_AT_ONCE = 1 << 26
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -496,9 +497,12 @@ def _sniff(path: Path | str) -> tuple[Decoder | None, bytes]:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(path, "is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file")
-        head = os.read(fd, 12)
+        # A file named .png is read whole at once (one system call for the usual small image);
+        # others by their first bytes, as their decoders read the file themselves.
+        whole = info.st_size < _READ_AT_ONCE and os.fspath(path)[-4:].lower() == ".png"
+        head = os.read(fd, info.st_size + 1 if whole else 12)
         if head.startswith(PNG_SIGNATURE):
-            return "png", _read_all(fd, info.st_size)
+            return "png", head if whole and len(head) <= info.st_size else _read_all(fd, info.st_size)
     except OSError as e:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     finally:

@@ -7,6 +7,7 @@ averages of averages, so results from shards or machines merge exactly.
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import math
 import os
@@ -90,17 +91,19 @@ class Summary:
             clipped=sum(s.clipped for s in sums),
         )
         summary = cls(pairs=len(good), failed=len(results) - len(good), totals=totals)
-        per_image = np.array([r.excess for r in good if r.sums and r.sums.pixels])
+        scored = [r for r in good if r.sums and r.sums.pixels]
+        per_image = np.array([r.excess for r in scored])
         if per_image.size == 0:
             return summary
+        worst = int(per_image.argmax())  # the first of equals, as max() would pick
         return cls(
             pairs=summary.pairs,
             failed=summary.failed,
             totals=totals,
             excess_median=float(np.median(per_image)),
             excess_p95=float(np.percentile(per_image, 95)),
-            excess_max=float(per_image.max()),
-            worst=max(good, key=lambda r: r.excess),
+            excess_max=float(per_image[worst]),
+            worst=scored[worst],
         )
 
     def mean(self, figure: str) -> float:
@@ -111,7 +114,7 @@ class Summary:
 
 def worst(results: Sequence[ImageResult], top: int) -> list[ImageResult]:
     """The ``top`` evaluated pairs with the highest mean excess, worst first."""
-    return sorted((r for r in results if r.ok), key=lambda r: r.excess, reverse=True)[:top]
+    return heapq.nlargest(top, (r for r in results if r.ok), key=lambda r: r.excess)
 
 
 @dataclass(frozen=True)

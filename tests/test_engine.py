@@ -55,6 +55,21 @@ def test_byte_lookup_counts_clipped_predictions(rng: np.random.Generator) -> Non
     assert metrics.byte_sums(target, target).excess == 0.0
 
 
+def test_many_byte_pairs_get_each_pair_s_own_figures_bit_for_bit(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "_GATHER_BATCH", 5000)  # several batches, cut mid-list
+    shapes = [(28, 28, 1), (1, 1, 1), (0, 4, 3), (40, 50, 3), (90, 91, 1), (3, 7, 3)] * 4 + [(128, 64, 1)]
+    pairs = [
+        _noisy_pair(rng, shape) if 0 not in shape else (np.zeros(shape, np.uint8),) * 2 for shape in shapes
+    ]
+    together = metrics.byte_sums_many(pairs, eps=0.01)
+    assert together == [metrics.byte_sums(t, r, eps=0.01) for t, r in pairs]
+    assert together[2] == metrics.Sums(0, 0.0, 0.0, 0.0, 0)
+    with pytest.raises(ValueError, match="differ"):
+        metrics.byte_sums_many([pairs[0], (pairs[0][0], pairs[1][1])])
+
+
 def test_byte_lookup_on_torch_equals_numpy(rng: np.random.Generator) -> None:
     torch = pytest.importorskip("torch")
     target, recon = _noisy_pair(rng, (64, 80, 3))
