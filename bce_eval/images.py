@@ -142,12 +142,13 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     found: dict[str, list[str]] = defaultdict(list)
     ignored: list[str] = []
     bad: dict[str, str] = {}
+    suffixes = frozenset(s.removeprefix(".") for s in SUFFIXES)
     for entry, relative in _walk(root):
         path = entry.path
-        if os.path.splitext(entry.name)[1].lower() not in SUFFIXES:
+        key, dot, suffix = relative.rpartition(".")
+        if not dot or suffix.lower() not in suffixes:  # a dot in a folder's name leaves a "/"
             ignored.append(path)
             continue
-        key = relative.rpartition(".")[0]
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
         found[key].append(path)
@@ -173,7 +174,10 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
     bad = target_scan.bad | recon_scan.bad
     pairs = []
     for name in sorted(target_files.keys() | recon_files.keys()):
-        ts, rs = target_files.get(name, []), recon_files.get(name, [])
+        ts, rs = target_files.get(name, ()), recon_files.get(name, ())
+        if len(ts) == 1 == len(rs) and (not bad or (ts[0] not in bad and rs[0] not in bad)):
+            pairs.append(Pair(name, ts[0], rs[0]))  # the usual case, first
+            continue
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
         unreadable = next((p for p in (t, r) if p in bad), None)
         if len(ts) > 1:
