@@ -260,13 +260,16 @@ PROGRESS_AFTER = 0.5
 
 
 def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: bool) -> list[ImageResult]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .engine import evaluate
+
+    if not _show_progress(quiet):
+        return list(evaluate(pairs, settings, workers=workers))
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     results = []
     columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=stderr, transient=True, disable=not _show_progress(quiet))
+    progress = Progress(*columns, console=stderr, transient=True)
     task = progress.add_task("evaluating", total=len(pairs))
     started, shown = time.monotonic(), False
     try:

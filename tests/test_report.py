@@ -7,10 +7,21 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bce_eval.metrics import Sums
-from bce_eval.report import ImageResult, ReportError, Settings, Summary, read_report, to_json, write_json
+from bce_eval.report import (
+    ImageResult,
+    ReportError,
+    Settings,
+    Summary,
+    median,
+    percentile,
+    read_report,
+    to_json,
+    write_json,
+)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # percentiles of inf
@@ -59,3 +70,13 @@ def test_an_image_without_a_field_is_not_a_report(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": 1, "settings": {}, "images": [{}]}))
     with pytest.raises(ReportError, match="not a bce-eval JSON report"):
         read_report(path)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 19, 20, 21, 1000, 1001])
+def test_median_and_percentile_are_numpy_s_bit_for_bit(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for scale in (1e-9, 1.0, 1e6):
+        values = rng.random(n) * scale
+        assert median(values) == np.median(values)
+        for q in (0, 5, 50, 95, 99.9, 100):
+            assert percentile(values, q) == np.percentile(values, q)
