@@ -124,11 +124,23 @@ def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
             if entry.name.startswith("."):
                 continue
             relative = prefix + entry.name
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a symbolic link loop: listed, and reported by file_problem
+                is_dir = False
+            if is_dir:
                 if not entry.is_symlink():
                     folders.append((Path(entry.path), relative + "/"))
                 continue
             yield entry, relative
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    """Whether entry is a regular file, following links; from the directory listing, no stat."""
+    try:
+        return entry.is_file()
+    except OSError:  # a symbolic link loop
+        return False
 
 
 def _scan(root: Path, strip_suffix: str = "") -> _Scan:
@@ -152,7 +164,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
         found[key].append(path)
-        if not entry.is_file():  # is_file() follows links; from the directory listing, no stat
+        if not _is_file(entry):
             problem = file_problem(Path(path))
             if problem is not None:
                 bad[path] = problem
@@ -213,7 +225,8 @@ def _name(listed: str) -> str:
 def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
 
-    A row that cannot be evaluated (an empty or unreadable path, a pair listed twice) becomes
+    A row that cannot be evaluated (an empty or unreadable path, a pair listed twice, a target
+    named as an earlier row's: one target for two reconstructions, or a.png and a.jpg) becomes
     that pair's problem; a list without a single row is an error of its own.
     """
     try:
@@ -228,7 +241,7 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     if not rows:
         raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
     pairs = []
-    first_lines: dict[tuple[Path, Path], int] = {}
+    first_rows: dict[str, tuple[int, Path, Path]] = {}  # by name: a name is one image in reports
     for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
@@ -236,10 +249,17 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
             continue
         target, recon = targets / t, recons / r
         name = _name(t)
-        first = first_lines.setdefault((target, recon), line)
+        first, first_target, first_recon = first_rows.setdefault(name, (line, target, recon))
         if first != line:
-            problem = f"line {line}: {printable(t)},{printable(r)} listed twice, first on line {first}"
-            pairs.append(Pair(name, str(target), str(recon), problem, str(listing)))
+            if (first_target, first_recon) == (target, recon):
+                problem = f"line {line}: {printable(t)},{printable(r)} listed twice, first on line {first}"
+            else:
+                problem = (
+                    f"line {line}: {printable(t)} is named {printable(name)}, as line {first}'s target is; "
+                    "names (target paths without extension) must be unique"
+                )
+            # Named by its line: the name belongs to the first row, in every report.
+            pairs.append(Pair(f"line {line}", str(target), str(recon), problem, str(listing)))
             continue
         unreadable = _unreadable(target, recon)
         if unreadable is not None:
@@ -268,6 +288,22 @@ def _png_header(data: bytes, path: Path | str) -> tuple[int, int]:
     width, height = struct.unpack_from(">II", data, 16)
     _check_pixel_count(width, height, path)
     return data[24], data[25]
+
+
+def _check_png_frames(data: bytes, path: Path | str) -> None:
+    """Refuse an animated PNG of several frames, as Pillow does: libspng and pypng would read its
+    first image silently. The acTL chunk that says so comes before the first IDAT."""
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            return
+        if kind == b"acTL" and length >= 4 and pos + 12 <= len(data):
+            (frames,) = struct.unpack_from(">I", data, pos + 8)
+            if frames > 1:
+                raise InputError(path, f"has {frames} frames; only single images are supported")
+        pos += 12 + length
 
 
 def _read_png16(path: Path | str) -> tuple[np.ndarray, bool]:
@@ -388,6 +424,10 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
             _check_pixel_count(page.imagewidth, page.imagelength, path)
             compression = getattr(page.compression, "name", str(page.compression))
             is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
+            if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
+                raise InputError(
+                    path, "signed integer samples are not supported: their range is ambiguous; use unsigned"
+                )
             _check_tiff_samples(page.bitspersample, is_float, path)
             photometric = page.photometric
             if page.bitspersample <= 8 or photometric not in (
@@ -408,13 +448,16 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
         raise InputError(
             path, f"cannot decode {compression} compression without imagecodecs: pip install imagecodecs"
         ) from None
-    # tifffile raises these on damaged files; TypeError for tags whose values have the wrong type.
+    # tifffile raises these on damaged files; TypeError, IndexError and AttributeError for tags
+    # whose values have the wrong type or number.
     except (
         tifffile.TiffFileError,
         OSError,
         ValueError,
         KeyError,
         TypeError,
+        IndexError,
+        AttributeError,
         struct.error,
         EOFError,
         zlib.error,
@@ -433,10 +476,31 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
 
 
 def _read_npy(path: Path | str) -> np.ndarray:
+    """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
+    data than the file holds (a forged shape of terabytes) is refused before anything is
+    allocated, and the pixel count is checked like an image's before the data is read."""
+    import tokenize
+
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(path, f"cannot read .npy: {e}") from None
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    # numpy parses the header's dict with Python's tokenizer: a damaged one raises its errors.
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
+        problem = "holds Python objects, which are never loaded" if "Python objects" in str(e) else e
+        raise InputError(path, f"cannot read .npy: {problem}") from None
+    if mapped.ndim in (2, 3):
+        _check_pixel_count(mapped.shape[1], mapped.shape[0], path)
+    try:
+        return np.array(mapped)
+    except MemoryError:
+        raise InputError(path, "cannot read .npy: the array does not fit in memory") from None
+
+
+def _wider_than_float64(dtype: np.dtype, path: Path | str) -> InputError:
+    return InputError(
+        path,
+        f"unsupported sample type {dtype}: bce-eval computes in float64, which would "
+        "drop its extra precision; save it as float64",
+    )
 
 
 def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
@@ -452,11 +516,7 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     if kind == "f" and size <= 8:
         return pixels.astype(np.float64)
     if kind == "f":
-        raise InputError(
-            path,
-            f"unsupported sample type {pixels.dtype}: bce-eval computes in float64, which would "
-            "drop its extra precision; save it as float64",
-        )
+        raise _wider_than_float64(pixels.dtype, path)
     raise InputError(
         path,
         f"unsupported sample type {pixels.dtype}: its range is ambiguous; "
@@ -550,6 +610,7 @@ def decode(path: Path | str, *, logits: bool = False) -> Decoded:
         pixels, has_alpha = _read_tiff(path)
     elif decoder == "png":
         depth, colour_type = _png_header(head, path)
+        _check_png_frames(head, path)
         read = None
         if depth in (8, 16) and colour_type in _SPNG_CHANNELS:
             read = _read_spng(head, path, colour_type)
@@ -570,6 +631,8 @@ def to_float(
     logits: bool = False,
 ) -> np.ndarray:
     """float64 (height, width, channels), scaled by sample type (logits as they are)."""
+    if logits and decoded.pixels.dtype.itemsize > 8:
+        raise _wider_than_float64(decoded.pixels.dtype, path)
     image = decoded.pixels.astype(np.float64) if logits else normalize(decoded.pixels, path)
     return _channels(image, path, alpha=alpha, has_alpha=decoded.has_alpha, grayscale=grayscale)
 

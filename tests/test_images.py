@@ -218,10 +218,10 @@ def test_missing_folder_is_an_input_error(tmp_path: Path) -> None:
 
 def test_pairs_from_csv(folders: tuple[Path, Path], tmp_path: Path) -> None:
     targets, recons = folders
-    _touch(targets, "x.png")
+    _touch(targets, "x.png", "z.png")
     _touch(recons, "y.png")
     listing = tmp_path / "pairs.csv"
-    listing.write_text("target,recon\nx.png,y.png\nx.png,missing.png\n")
+    listing.write_text("target,recon\nx.png,y.png\nz.png,missing.png\n")
     pairs = pairs_from_csv(listing, targets, recons).pairs
     assert (pairs[0].target, pairs[0].recon, pairs[0].problem) == (
         str(targets / "x.png"),
@@ -356,9 +356,68 @@ def test_tiff_float_miniswhite_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="longdouble is float64 here")
-def test_npy_float128_is_refused_not_narrowed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("logits", [False, True])
+def test_npy_float128_is_refused_not_narrowed(tmp_path: Path, logits: bool) -> None:
     with pytest.raises(InputError, match=r"unsupported sample type float128: .* save it as float64"):
-        load(write_image(tmp_path / "a.npy", np.full((2, 2), 0.3, np.longdouble)))
+        load(write_image(tmp_path / "a.npy", np.full((2, 2), 0.3, np.longdouble)), logits=logits)
+
+
+def test_npy_with_a_damaged_header_is_an_input_error(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.npy", np.zeros((16, 16)))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"(16, 16)", b"((16, 16", 1))  # numpy's tokenizer: EOF in statement
+    with pytest.raises(InputError, match=r"a\.npy: cannot read \.npy"):
+        load(path)
+
+
+def test_npy_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.npy", np.zeros((4, 4)))
+    data = path.read_bytes()
+    forged = data.replace(b"(4, 4)", b"(200000, 200000)").replace(b" " * 10 + b"\n", b"\n", 1)
+    assert len(forged) == len(data) and b"(200000, 200000)" in forged  # header length kept
+    path.write_bytes(forged)  # 298 GiB of float64 claimed by a file of 256 bytes
+    with pytest.raises(InputError, match=r"a\.npy: cannot read \.npy"):
+        load(path)
+
+
+def test_signed_8bit_tiff_is_refused_not_read_as_unsigned(tmp_path: Path) -> None:
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.array([[-128, -1, 0, 127]], np.int8))
+    with pytest.raises(InputError, match="signed integer samples are not supported"):
+        load(path)
+
+
+def test_tiff_tag_errors_are_input_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tifffile raises IndexError on some damaged float TIFFs (a tag with too few values)."""
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.zeros((4, 4), np.float32))
+
+    def damaged(*args: object, **kwargs: object) -> None:
+        raise IndexError("tuple index out of range")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", damaged)
+    with pytest.raises(InputError, match=r"a\.tif: cannot decode: tuple index out of range"):
+        load(path)
+
+
+def test_animated_png_is_refused_not_read_as_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (0, 200)]
+    path = tmp_path / "a.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(InputError, match="has 2 frames; only single images are supported"):
+        load(path)
+    frames[0].save(path)  # a still PNG beside it reads as ever
+    assert load(path).shape == (4, 4, 3)
+
+
+def test_a_symbolic_link_loop_is_its_pair_s_problem(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    _touch(targets, "a.png", "loop.png")
+    _touch(recons, "a.png")
+    (recons / "loop.png").symlink_to(recons / "loop.png")
+    pairs = {p.name: p for p in pair_folders(targets, recons).pairs}
+    assert pairs["a"].problem is None
+    assert pairs["loop"].problem is not None and "symbolic links" in pairs["loop"].problem
 
 
 def test_bmp_claiming_too_many_pixels_raises_input_error(tmp_path: Path) -> None:
@@ -412,7 +471,27 @@ def test_pairs_csv_row_listed_twice_is_reported(folders: tuple[Path, Path], tmp_
     listing.write_text("target,recon\nx.png,y.png\n\n./x.png,y.png\n")
     pairs = pairs_from_csv(listing, targets, recons).pairs
     assert [p.problem for p in pairs] == [None, "line 4: ./x.png,y.png listed twice, first on line 2"]
-    assert pairs[1].culprit == str(listing)
+    assert pairs[1].culprit == str(listing) and pairs[1].name == "line 4"
+
+
+def test_pairs_csv_names_are_unique(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """A name is one image in every report, baseline and merge: one target for two models, or
+    a.png beside a.jpg, is an error on the later row, which is named by its line."""
+    targets, recons = folders
+    _touch(targets, "a.png", "a.jpg")
+    _touch(recons, "m1/a.png", "m2/a.png")
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("target,recon\na.png,m1/a.png\na.png,m2/a.png\na.jpg,m2/a.png\n")
+    pairs = pairs_from_csv(listing, targets, recons).pairs
+    assert [p.name for p in pairs] == ["a", "line 3", "line 4"]
+    assert pairs[0].problem is None
+    assert pairs[1].problem == (
+        "line 3: a.png is named a, as line 2's target is; "
+        "names (target paths without extension) must be unique"
+    )
+    assert pairs[2].problem is not None and pairs[2].problem.startswith(
+        "line 4: a.jpg is named a, as line 2's"
+    )
 
 
 @pytest.mark.parametrize("text", ["", "target,recon\n"])
