@@ -143,20 +143,25 @@ def _t_minus_log1p(t: Any, xp: ModuleType) -> Any:
     return t * t / (2 + t) - 2 * s * s2 * series
 
 
-def _kl_term(w: Any, log_w: Any, d: Any, log_a: Any, xp: ModuleType) -> Any:
+def _kl_term(w: Any, log_w: Any, d: Any, log_a: Any, xp: ModuleType, *, true_log: Any = True) -> Any:
     """w * g(a / w) with g(u) = u - 1 - log u >= 0, given d = a - w and log a; needs w > 0.
 
     KL(y || p) = y g(p / y) + (1 - y) g((1 - p) / (1 - y)): the two linear parts cancel, which
-    makes each term non-negative on its own. Near a = w a series is used; elsewhere the log form,
-    which stays finite when a underflows (logits) or log a is floored (torch convention).
+    makes each term non-negative on its own. With t = d / w, log(a / w) = log1p(t):
+    - near a = w (|t| < _SERIES_BELOW), a series for t - log1p(t);
+    - down to a = w / 10, d - w log1p(t), where log_a is the log of a (true_log): log_a - log_w
+      would cancel, losing digits in proportion to |log w| (a target of 1e-15, or 1 - 1e-7);
+    - elsewhere d - w (log_a - log_w), which stays finite when a underflows (logits) and keeps a
+      log floored by the convention (torch), as BCE has it.
     """
     safe_w = xp.where(w > 0, w, 1.0)
     with np.errstate(over="ignore"):  # d / w overflows only where the direct form is used
         t = d / safe_w
     near = xp.abs(t) < _SERIES_BELOW
     series = w * _t_minus_log1p(xp.where(near, t, 0.0), xp)
-    direct = d - w * (log_a - log_w)
-    return xp.where(near, series, direct)
+    ratio = (t >= -0.9) & (t < math.inf) & true_log  # d / w overflows for a subnormal w
+    log_ratio = xp.where(ratio, xp.log1p(xp.where(ratio, t, 0.0)), log_a - log_w)
+    return xp.where(near, series, d - w * log_ratio)
 
 
 def pixel_maps(
@@ -191,18 +196,21 @@ def pixel_maps(
         log_q = -_softplus(x, xp)
         p, q = xp.exp(log_p), xp.exp(log_q)  # q = sigmoid(-x) keeps full relative precision
         clipped = xp.zeros_like(x, dtype=xp.bool)
+        true_log_p = true_log_q = True
     elif convention == "keras":
         p = xp.clip(x, eps, 1 - eps)
         q = 1 - p
         log_p, log_q = xp.log(p), xp.log1p(-p)
         clipped = (x < eps) | (x > 1 - eps)
+        true_log_p = true_log_q = True
     else:
         p, q = x, 1 - x
         # log of 0 is -inf before the floor; clipping the argument first keeps NumPy quiet.
         raw_log_p = xp.log(xp.clip(x, 1e-300, None))
         raw_log_q = xp.log1p(-xp.clip(x, None, 1.0 - 2.0**-53))
         raw_log_q = xp.where(x < 1, raw_log_q, -math.inf)
-        clipped = (raw_log_p < TORCH_LOG_FLOOR) | (raw_log_q < TORCH_LOG_FLOOR)
+        true_log_p, true_log_q = raw_log_p >= TORCH_LOG_FLOOR, raw_log_q >= TORCH_LOG_FLOOR
+        clipped = ~(true_log_p & true_log_q)
         log_p = xp.clip(raw_log_p, TORCH_LOG_FLOOR, None)
         log_q = xp.clip(raw_log_q, TORCH_LOG_FLOOR, None)
 
@@ -212,10 +220,22 @@ def pixel_maps(
     entropy = 0.0 - (y * log_y + (1 - y) * log_1my)  # 0.0 - x, not -x: no -0.0
     bce = 0.0 - (y * log_p + (1 - y) * log_q)
 
-    # d = p - y, taken from whichever side is exact: 1 - y is exact for y >= 0.5 and q carries
-    # full relative precision there, while p does below 0.5.
-    d = xp.where(y < 0.5, p - y, (1 - y) - q)
-    inner = _kl_term(y, log_y, d, log_p, xp) + _kl_term(1 - y, log_1my, -d, log_q, xp)
+    # d = p - y. A probability p is exact, so p - y is correctly rounded. From logits, p and q =
+    # 1 - p are computed apart, each to full relative precision: for y >= 0.5, 1 - y is exact
+    # and (1 - y) - q keeps the digits that p, near 1, lacks; for |x| < 1, where p is near 1/2
+    # and has lost the low digits of x, p - 1/2 = tanh(x / 2) / 2 keeps them.
+    d = (
+        xp.where(
+            xp.abs(x) < 1,
+            (0.5 - y) + 0.5 * xp.tanh(0.5 * xp.where(xp.abs(x) < 1, x, 0.0)),
+            xp.where(y < 0.5, p - y, (1 - y) - q),
+        )
+        if from_logits
+        else p - y
+    )
+    inner = _kl_term(y, log_y, d, log_p, xp, true_log=true_log_p) + _kl_term(
+        1 - y, log_1my, -d, log_q, xp, true_log=true_log_q
+    )
     excess = xp.where(inside, inner, xp.where(y == 0, -log_q, -log_p))
     # Only a floored log (torch convention) with a target below e^-100 can take it under 0.
     excess = xp.clip(excess, 0, None)

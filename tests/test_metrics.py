@@ -76,6 +76,26 @@ def test_tiny_differences_below_the_series_threshold() -> None:
             )
 
 
+@pytest.mark.parametrize(
+    ("y", "p", "convention", "logits"),
+    [
+        (0.5000000001, 0.4999999999123, "keras", False),  # p < 1/2 <= y: 1 - p is rounded
+        (1e-15, 1.1000000000000001e-15, "torch", False),  # log p - log y cancels: both near -34.5
+        (1e-30, 1.1000000000000003e-30, "torch", False),
+        (1 - 2.5e-7, 1 - 3.75e-7, "keras", False),  # the (1 - y) side
+        (0.49999956340065294, -1.726556512338355e-06, "keras", True),  # p near 1/2 from a logit
+        (0.9, 2.0, "keras", True),
+    ],
+)
+def test_excess_keeps_full_relative_accuracy_in_corners(
+    y: float, p: float, convention: str, logits: bool
+) -> None:
+    """Corners where d = p - y or log(p / y) lost digits (up to 6e-7 relative) before."""
+    excess = metrics.pixel_maps([y], [p], convention=convention, from_logits=logits).excess[0]  # type: ignore[arg-type]
+    truth = float(reference.element(y, p, convention=convention, logits=logits)[2])
+    assert rel(excess, truth) < 2e-14
+
+
 def test_closed_forms() -> None:
     # Binary targets: BCE is -log p (y = 1) or -log(1 - p) (y = 0), entropy 0, excess = BCE.
     assert float(bce_eval.bce([1.0], [0.25])) == pytest.approx(math.log(4), rel=1e-15)
