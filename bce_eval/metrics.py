@@ -174,7 +174,8 @@ def pixel_maps(
 ) -> PixelMaps:
     """Per-element BCE, H and excess in float64 nats, with the convention's handling of pred.
 
-    keras: pred clipped to [eps, 1 - eps] (Keras 3 and tf.keras BinaryCrossentropy).
+    keras: pred clipped to [eps, 1 - eps], as Keras 3's BinaryCrossentropy (tf.keras from TF 2.16;
+    tf.keras 2.x also added eps inside each log, a slightly higher BCE).
     torch: pred used as is, each log floored at -100 (torch.nn.BCELoss).
     from_logits: pred holds logits, p = sigmoid(pred) with a stable log-sigmoid and no clipping
     (torch.nn.BCEWithLogitsLoss, Keras with from_logits=True); convention and eps do not apply.
