@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import IO
 
 from .gates import GateResult, Verdict
+from .images import printable
 from .report import ImageResult, Settings, Summary, unit_scale, worst
 
 
@@ -21,7 +23,7 @@ def _percent(growth: float) -> str:
 
 def _offenders(gate: GateResult) -> str:
     sign = "+" if gate.option == "--max-regression" else ""
-    return ", ".join(f"{o.name} {sign}{_fmt(o.value)}" for o in gate.offenders)
+    return ", ".join(f"{printable(o.name)} {sign}{_fmt(o.value)}" for o in gate.offenders)
 
 
 def describe(gate: GateResult, units: str) -> str:
@@ -53,12 +55,12 @@ def baseline_line(verdict: Verdict) -> str | None:
         return None
     scale = unit_scale(verdict.units)
     line = (
-        f"baseline {b.path}: overall excess {_fmt(b.excess_before * scale)} -> "
+        f"baseline {printable(b.path)}: overall excess {_fmt(b.excess_before * scale)} -> "
         f"{_fmt(b.excess_now * scale)} {verdict.units} per pixel ({_percent(b.growth)})"
     )
     for label, names in (("added since", b.added), ("gone since", b.removed)):
         if names:
-            line += f"; {len(names)} image(s) {label} the baseline: {', '.join(names)}"
+            line += f"; {len(names)} image(s) {label} the baseline: {', '.join(map(printable, names))}"
     return line
 
 
@@ -131,8 +133,19 @@ def write_junit(results: Sequence[ImageResult], verdict: Verdict, settings: Sett
     root.set("errors", str(errors))
     ET.indent(root)
     out.write('<?xml version="1.0" encoding="utf-8"?>\n')
-    out.write(ET.tostring(root, encoding="unicode"))
+    out.write(_xml_chars(ET.tostring(root, encoding="unicode")))
     out.write("\n")
+
+
+# Characters outside XML 1.0's Char production: ElementTree writes them as they are, and no
+# parser then reads the file. Markup is ASCII, so replacing them in the serialized text is safe.
+NOT_XML_CHAR = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_chars(text: str) -> str:
+    """The text with each character XML 1.0 cannot hold (a control character, a lone surrogate
+    from a name that is not UTF-8) written as its Python escape, e.g. \\x1b or \\udcff."""
+    return NOT_XML_CHAR.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _cell(text: str) -> str:
@@ -168,7 +181,7 @@ def markdown(
         f"| Per-image excess, max | {_fmt(summary.excess_max * scale)} |",
     ]
     if summary.worst:
-        lines.append(f"| Worst image | {_cell(summary.worst.name)} |")
+        lines.append(f"| Worst image | {_cell(printable(summary.worst.name))} |")
     if verdict.gates:
         lines += ["", "| gate | threshold | measured | result |", "|---|---:|---|---|"]
         for gate in verdict.gates:
@@ -190,7 +203,7 @@ def markdown(
             assert r.sums is not None
             n = r.sums.pixels
             row = (
-                f"| {rank} | {_cell(r.name)} | {_fmt(r.sums.bce / n * scale)} | "
+                f"| {rank} | {_cell(printable(r.name))} | {_fmt(r.sums.bce / n * scale)} | "
                 f"{_fmt(r.sums.entropy / n * scale)} | {_fmt(r.excess * scale)} |"
             )
             if deltas:
@@ -200,7 +213,7 @@ def markdown(
     failed = [r for r in results if not r.ok]
     if failed:
         lines += ["", f"{len(failed)} pair(s) could not be evaluated:", ""]
-        lines += [f"- {_cell(r.error or r.name)}" for r in failed]
+        lines += [f"- {_cell(printable(r.error or r.name))}" for r in failed]
     return "\n".join(lines) + "\n"
 
 
@@ -223,7 +236,9 @@ def github_commands(results: Sequence[ImageResult], verdict: Verdict, settings: 
         if r.error is not None:
             culprit, _, problem = r.error.partition(": ")
             title = _property("bce-eval: input error")
-            lines.append(f"::error file={_property(culprit)},title={title}::{_data(problem)}")
+            lines.append(
+                f"::error file={_property(printable(culprit))},title={title}::{_data(printable(problem))}"
+            )
     if verdict.gates:
         outcome = (
             f"{len(verdict.gates)} gate(s) passed"

@@ -8,6 +8,7 @@ takes precedence over a failed gate); 130 interrupted (Ctrl-C), old reports left
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import sys
@@ -288,12 +289,12 @@ def _read_baseline(path: Path | None, settings: Settings) -> StoredReport | None
     """The baseline report, refused early (before any image is read) if it is unusable."""
     if path is None:
         return None
-    from .gates import check_settings
+    from .gates import check_baseline
     from .report import ReportError, read_report
 
     try:
         baseline = read_report(path)
-        check_settings(baseline, settings)
+        check_baseline(baseline, settings)
     except ReportError as e:
         raise fail(str(e)) from None
     return baseline
@@ -645,7 +646,12 @@ def console_main() -> None:
 
     Once the command is done and its output flushed, the process ends at once: tearing down the
     interpreter (every module, every per-image record) would add tens of milliseconds to each
-    run, which is a tenth of a quick one. Reports are already closed and synced by then."""
+    run, which is a tenth of a quick one. Reports are already closed and synced by then.
+
+    Text for people on stdout escapes what its encoding cannot hold (as Python's stderr does), so
+    a name the locale cannot encode never stops a run; reports on stdout are UTF-8 regardless."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         app(prog_name="bce-eval")
     except SystemExit as e:

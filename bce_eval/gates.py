@@ -144,7 +144,7 @@ def compare_with_baseline(
     A CSV baseline records only its unit, so its other settings are taken on trust. A baseline in
     another unit is converted (exactly, through its sums in nats).
     """
-    check_settings(baseline, settings)
+    check_baseline(baseline, settings)
     before = {r.name: r.excess for r in baseline.results if r.ok}
     now = {r.name: r.excess for r in results if r.ok}
     return BaselineComparison(
@@ -267,3 +267,14 @@ def check_settings(baseline: StoredReport, settings: Settings) -> None:
             baseline.path,
             f"made with other settings than this run ({difference}); its figures are not comparable",
         )
+
+
+def check_baseline(baseline: StoredReport, settings: Settings) -> None:
+    """ReportError if the baseline cannot be compared with: other settings, or no pixel evaluated.
+
+    A baseline without evaluated pixels (no rows, or every pair failed) has no overall excess; any
+    growth measured against it would be NaN, which passes every gate.
+    """
+    check_settings(baseline, settings)
+    if not Summary.of(baseline.results).totals.pixels:
+        raise ReportError(baseline.path, "no image was evaluated in it: there is no excess to compare with")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
 import json
 import math
 import os
@@ -29,6 +30,10 @@ Units = Literal["nats", "bits"]
 # bce-eval wrote it, and figures it added could be misread. 1 added "format", "shard" and the
 # per-image "sums_nats" that make merged totals exact whatever --units a shard used.
 REPORT_FORMAT = 1
+
+# A file name that is not UTF-8 comes from os.fsdecode() with its bytes as surrogate escapes; text
+# reports write those bytes back (and CSV reports are read with them), so the name is the file's.
+REPORT_ERRORS = "surrogateescape"
 
 CSV_COLUMNS = (
     "name",
@@ -286,7 +291,7 @@ def to_json(
             "excess_median": summary.excess_median * scale,
             "excess_p95": summary.excess_p95 * scale,
             "excess_max": summary.excess_max * scale,
-            "worst": summary.worst.target if summary.worst else None,
+            "worst": summary.worst.name if summary.worst else None,
         },
         "images": images,
         **(sections or {}),
@@ -305,7 +310,11 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json(document: dict[str, Any], out: IO[str]) -> None:
-    """Write the document; inf and NaN anywhere in it (a sum that overflowed) become null."""
+    """Write the document; inf and NaN anywhere in it (a sum that overflowed) become null.
+
+    The text is ASCII: every other character is a \\u escape, so a name that is not UTF-8 (its
+    bytes as lone surrogates, \\udcff for 0xff) is still valid JSON and reads back as it was.
+    """
     json.dump(_json_safe(document), out, indent=2, allow_nan=False)
     out.write("\n")
 
@@ -335,21 +344,25 @@ def atomic_output(path: str) -> Iterator[IO[str]]:
     The report is written to a temporary file beside ``path``, flushed to disk and renamed over
     it, so an interrupted or failed run leaves the old report as it was and no partial one. '-' is
     stdout; an existing path that is not a regular file (a device, a pipe) is written directly.
-    Any OSError, on open or on a write, becomes a ReportError.
+
+    Reports are UTF-8, on stdout too, whatever the locale. A file name that is not UTF-8 reaches
+    Python as a str with surrogate escapes; it is written back as the bytes it has on disk
+    (errors="surrogateescape"). Any OSError, on open or on a write, and any text that still cannot
+    be encoded, becomes a ReportError.
     """
     target = Path(path)
     try:
         if path == "-":
-            yield sys.stdout
-            sys.stdout.flush()
+            with _stdout_as_report() as f:
+                yield f
         elif target.exists() and not target.is_file():
-            with target.open("w", newline="", encoding="utf-8") as f:
+            with target.open("w", newline="", encoding="utf-8", errors=REPORT_ERRORS) as f:
                 yield f
         else:
             fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
             try:
                 os.chmod(temporary, _new_file_mode(target))
-                with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                with os.fdopen(fd, "w", newline="", encoding="utf-8", errors=REPORT_ERRORS) as f:
                     yield f
                     f.flush()
                     os.fsync(f.fileno())
@@ -359,8 +372,35 @@ def atomic_output(path: str) -> Iterator[IO[str]]:
                     os.unlink(temporary)
                 raise
     except OSError as e:
-        where = "stdout" if path == "-" else path
-        raise ReportError(where, f"cannot write: {e.strerror or e}") from None
+        raise ReportError(_where(path), f"cannot write: {e.strerror or e}") from None
+    except UnicodeEncodeError as e:
+        text = e.object[e.start : e.end]
+        raise ReportError(_where(path), f"cannot write {text!r}: not encodable as {e.encoding}") from None
+
+
+def _where(path: str) -> str:
+    return "stdout" if path == "-" else path
+
+
+@contextmanager
+def _stdout_as_report() -> Iterator[IO[str]]:
+    """stdout as a report file would be written: UTF-8, names kept as their bytes.
+
+    sys.stdout's own encoding and error handler follow the locale (strict under most of them), so
+    the report's bytes go to its binary buffer through a wrapper that is detached, not closed.
+    """
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream put in place of stdout
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    out = io.TextIOWrapper(buffer, encoding="utf-8", errors=REPORT_ERRORS, newline="")
+    try:
+        yield out
+        out.flush()
+    finally:
+        out.detach()
 
 
 @dataclass(frozen=True)
@@ -446,6 +486,8 @@ def _read_json(path: Path, text: str) -> StoredReport:
         document = json.loads(text)
     except ValueError as e:
         raise ReportError(path, f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise ReportError(path, "not a bce-eval JSON report (nested too deeply to read)") from None
     if not isinstance(document, dict) or not {"settings", "images"} <= document.keys():
         raise ReportError(path, "not a bce-eval JSON report (it has no settings and images)")
     version = document.get("format", 0)
@@ -470,7 +512,7 @@ def _read_json(path: Path, text: str) -> StoredReport:
 
 def _read_csv(path: Path, text: str) -> StoredReport:
     try:
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # a quoted name may hold a newline
     except csv.Error as e:
         raise ReportError(path, f"not a CSV report ({e})") from None
     needed = {"name", "status", "pixels", "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit"}
@@ -493,11 +535,15 @@ def read_report(path: Path) -> StoredReport:
     """A CSV or JSON report written by bce-eval (JSON if the name ends in .json or the text is
     an object); ReportError if it cannot be read or is not one."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ReportError(path, "not a bce-eval report (not UTF-8 text)") from None
+        data = path.read_bytes()
     except OSError as e:
         raise ReportError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        text, utf8 = data.decode("utf-8"), True
+    except UnicodeDecodeError:  # a CSV report holds a name that is not UTF-8 as its bytes
+        text, utf8 = data.decode("utf-8", REPORT_ERRORS), False
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        if not utf8:  # JSON reports are ASCII
+            raise ReportError(path, "not a bce-eval report (not UTF-8 text)")
         return _read_json(path, text)
     return _read_csv(path, text)

@@ -39,6 +39,15 @@ def uniform_set(targets: Path, recons: Path, values: dict[str, tuple[int, int]])
 
 
 SET = {"good": (100, 101), "fair": (100, 110), "bad": (100, 140), "worst": (60, 200)}
+NOT_UTF8 = os.fsdecode(b"x\xff")  # a file name whose bytes are not UTF-8, as Python gives it
+
+
+def named_set(targets: Path, recons: Path, values: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """uniform_set for names a file system may refuse (bytes that are not UTF-8, control characters)."""
+    try:
+        return uniform_set(targets, recons, values)
+    except OSError as e:
+        pytest.skip(f"this file system refuses such names ({e})")
 
 
 def test_max_excess_gate_passes_below_and_fails_above(folders: tuple[Path, Path]) -> None:
@@ -223,6 +232,8 @@ def test_baseline_with_other_settings_is_refused(
         ('{"format": 99, "settings": {}, "images": []}', "report format 99 is newer than the 1"),
         ("name,excess\nx,1\n", "not a bce-eval CSV report"),
         ("\udcff", "not UTF-8"),
+        ("[" * 100_000, "nested too deeply to read"),
+        ("name,status,pixels,bce_sum,entropy_sum,excess_sum,clipped,unit\n", "no image was evaluated in it"),
     ],
 )
 def test_unusable_baseline_is_one_line_exit_2(
@@ -231,9 +242,34 @@ def test_unusable_baseline_is_one_line_exit_2(
     uniform_set(*folders, {"a": (1, 2)})
     path = tmp_path / ("base.csv" if content.startswith("name") else "base.json")
     path.write_bytes(content.encode("utf-8", "surrogateescape"))
-    result = invoke("compare", *folders, "--baseline", path)
+    result = invoke("compare", *folders, "--baseline", path, "--max-regression", "0")
     assert result.exit_code == 2 and problem in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # refused before any image was read
+
+
+def test_baseline_in_which_every_pair_failed_is_refused(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    targets, recons = folders
+    write_image(targets / "orphan.png", np.zeros((2, 2), np.uint8))
+    assert invoke("compare", *folders, "--json", tmp_path / "base.json").exit_code == 2
+    (targets / "orphan.png").unlink()
+    uniform_set(targets, recons, SET)
+    result = invoke("compare", *folders, "--baseline", tmp_path / "base.json", "--max-regression", "0")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'base.json'}: no image was evaluated in it: there is no excess to compare with"
+    )
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\r\nb", NOT_UTF8])
+def test_a_csv_baseline_keeps_every_name_as_it_is(
+    folders: tuple[Path, Path], tmp_path: Path, name: str
+) -> None:
+    named_set(*folders, {name: (100, 140), "plain": (100, 110)})
+    assert invoke("compare", *folders, "--csv", tmp_path / "base.csv").exit_code == 0
+    document = run_json(*folders, "--baseline", tmp_path / "base.csv", "--max-regression", "0")
+    assert document["baseline"]["added"] == [] and document["baseline"]["removed"] == []
+    assert {i["name"]: i["excess_delta"] for i in document["images"]} == {name: 0.0, "plain": 0.0}
 
 
 # CI formats
@@ -298,6 +334,46 @@ def test_github_commands_for_failed_gates_and_bad_input(folders: tuple[Path, Pat
     )
     assert commands[2] == "::notice title=bce-eval::1 of 2 gate(s) failed"
     assert len(commands) == 3  # a passing gate makes no error
+
+
+@pytest.mark.parametrize("form", ["text", "markdown", "github"])
+def test_names_are_printable_in_every_text_output(
+    folders: tuple[Path, Path], tmp_path: Path, form: str
+) -> None:
+    targets, recons = folders
+    named_set(targets, recons, {"gone\x1b[2J": (100, 140), "kept": (100, 110)})
+    invoke("compare", *folders, "--json", tmp_path / "base.json")
+    for side in folders:
+        (side / "gone\x1b[2J.png").unlink()
+    named_set(targets, recons, {"new\nline": (60, 200)})
+    result = invoke(
+        "compare", *folders, "--baseline", tmp_path / "base.json", "--max-excess", "0", "--format", form
+    )
+    assert result.exit_code == 1
+    assert "\x1b" not in result.stdout and "new\nline" not in result.stdout
+    if form == "text":
+        line = next(x for x in result.stdout.splitlines() if x.startswith("baseline "))
+        assert line.endswith(
+            "; 1 image(s) added since the baseline: 'new\\nline'; "
+            "1 image(s) gone since the baseline: 'gone\\x1b[2J'"
+        )
+        verdict = next(x for x in result.stdout.splitlines() if "FAIL  --max-excess" in x)
+        assert "; worst: 'new\\nline' " in verdict
+
+
+def test_junit_is_well_formed_whatever_the_names(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    names = {"esc\x1b[31m": (100, 140), "form\x0cfeed": (100, 110), NOT_UTF8: (60, 200)}
+    named_set(*folders, names)
+    result = invoke("compare", *folders, "--junit", tmp_path / "j.xml", "--max-image-excess", "0")
+    assert result.exit_code == 1
+    images, gates = ET.parse(tmp_path / "j.xml").getroot().findall("testsuite")
+    assert {c.get("name") for c in images.findall("testcase")} == {
+        "esc\\x1b[31m",
+        "form\\x0cfeed",
+        "x\\udcff",
+    }
+    failure = gates.find("testcase/failure")
+    assert failure is not None and "'x\\udcff'" in failure.get("message", "")
 
 
 def test_github_escaping() -> None:
@@ -409,7 +485,9 @@ def test_merge_refuses_what_would_make_wrong_figures(
         (tmp_path / "all.csv",): "merge reads JSON reports",
         (tmp_path / "newer.json", two, three): "report format 2 is newer",
         (tmp_path / "missing.json",): "cannot read",
+        (tmp_path / "deep.json",): "nested too deeply to read",
     }
+    (tmp_path / "deep.json").write_text("[" * 100_000)
     for reports, problem in cases.items():
         result = invoke("merge", *reports)
         assert result.exit_code == 2, reports
@@ -440,6 +518,52 @@ def test_failed_write_leaves_the_old_report(
     assert result.stderr.strip() == f"error: {report}: cannot write: No space left on device"
     assert report.read_text() == "the old report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "recons", "targets"]
+
+
+def test_names_that_are_not_utf8_are_written_as_their_bytes(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    named_set(*folders, {NOT_UTF8: (10, 20)})
+    reports = ("--csv", tmp_path / "o.csv", "--json", tmp_path / "o.json", "--junit", tmp_path / "o.xml")
+    assert invoke("compare", *folders, *reports).exit_code == 0
+    assert (tmp_path / "o.csv").read_bytes().splitlines()[1].startswith(b"x\xff,")
+    text = (tmp_path / "o.json").read_text(encoding="ascii")  # \\udcff escapes: valid JSON
+    document = json.loads(text)
+    assert document["images"][0]["name"] == document["summary"]["worst"] == NOT_UTF8
+    ET.parse(tmp_path / "o.xml")
+
+
+def test_csv_on_stdout_keeps_names_that_are_not_utf8(folders: tuple[Path, Path]) -> None:
+    named_set(*folders, {NOT_UTF8: (10, 20)})
+    result = invoke("compare", *folders, "--csv", "-")  # the runner's stdout is strict UTF-8
+    assert result.exit_code == 0
+    assert result.stdout_bytes.splitlines()[1].startswith(b"x\xff,")
+
+
+def test_a_name_no_encoding_can_write_is_one_line_exit_2(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    uniform_set(*folders, {"a": (10, 20)})
+    invoke("compare", *folders, "--json", tmp_path / "run.json")
+    # A lone high surrogate: valid in a JSON string, not a name any file system gives
+    text = (tmp_path / "run.json").read_text().replace('"name": "a"', '"name": "\\ud800"')
+    (tmp_path / "odd.json").write_text(text)
+    result = invoke("merge", tmp_path / "odd.json", "--csv", tmp_path / "out.csv")
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"error: {tmp_path / 'out.csv'}: cannot write '\\ud800': not encodable as utf-8"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_text_on_a_stdout_that_cannot_encode_a_name_is_escaped(folders: tuple[Path, Path]) -> None:
+    named_set(*folders, {"caf\xe9": (10, 20)})
+    out = subprocess.run(
+        [sys.executable, "-m", "bce_eval", "compare", *folders, "--format", "github", "--max-excess", "0"],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert out.returncode == 1 and b"Traceback" not in out.stderr
+    assert b"worst: caf\\xe9 " in out.stdout
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")

@@ -80,3 +80,18 @@ def test_median_and_percentile_are_numpy_s_bit_for_bit(n: int) -> None:
         assert median(values) == np.median(values)
         for q in (0, 5, 50, 95, 99.9, 100):
             assert percentile(values, q) == np.percentile(values, q)
+
+
+def test_json_names_the_worst_image_as_the_other_summaries_do() -> None:
+    results = [
+        ImageResult("a", "t/a.png", "r/a.png", (1, 1, 1), Sums(1, 0.5, 0.25, 0.25, 0)),
+        ImageResult("b", "t/b.png", "r/b.png", (1, 1, 1), Sums(1, 0.9, 0.25, 0.65, 0)),
+    ]
+    assert to_json(results, Summary.of(results), Settings(), "0")["summary"]["worst"] == "b"
+
+
+def test_deeply_nested_json_is_not_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"a": ' * 100_000)
+    with pytest.raises(ReportError, match="nested too deeply to read"):
+        read_report(path)
