@@ -55,6 +55,7 @@ class ImageSet:
     suffix: str  # ".png" or ".jpg"
     pairs: int
     quick_pairs: int
+    floor_goal: bool = False  # issue 3 sets the decode-floor goal on 256x256 RGB PNG only
 
     def folder(self, data: Path, pairs: int) -> Path:
         return data / f"{self.key}_{pairs}"
@@ -64,7 +65,7 @@ IMAGE_SETS = {
     s.key: s
     for s in (
         ImageSet("grey28", "28x28 grey PNG", 28, "L", ".png", 10_000, 1_000),
-        ImageSet("rgb256", "256x256 RGB PNG", 256, "RGB", ".png", 500, 50),
+        ImageSet("rgb256", "256x256 RGB PNG", 256, "RGB", ".png", 500, 50, floor_goal=True),
         ImageSet("rgb1024", "1024x1024 RGB PNG", 1024, "RGB", ".png", 50, 6),
         ImageSet("jpeg256", "256x256 RGB JPEG (quality 90)", 256, "RGB", ".jpg", 500, 50),
     )
@@ -380,9 +381,10 @@ def print_set(
     if best:
         ratio = best.seconds / compare.seconds
         mark = "met" if ratio >= GOAL_FLOOR else "not met"
+        goal = f"  (goal >= {GOAL_FLOOR}: {mark})" if image_set.floor_goal else ""
         print(
             f"  compare / best floor ({best.contender.label.split(':')[1].split(',')[0].strip()}):"
-            f" {ratio:.2f} of its pairs/s  (goal >= {GOAL_FLOOR}: {mark})"
+            f" {ratio:.2f} of its pairs/s{goal}"
         )
     if naive:
         ratio = naive.seconds / compare.seconds
@@ -577,7 +579,7 @@ def main() -> None:
 
     print("\nGoals (issue 3)")
     for r in results:
-        if r.best_floor:
+        if r.best_floor and r.image_set.floor_goal:
             ratio = r.compare / r.best_floor[1]
             print(
                 f"  {r.image_set.title:<30} compare / best floor {ratio:5.2f} (>= {GOAL_FLOOR})"
