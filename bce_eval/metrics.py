@@ -328,7 +328,7 @@ def sums(
 
 BYTE_PAIRS = 256 * 256
 # Below this many values, summing looked-up values costs less than a 65,536-bin histogram.
-_HISTOGRAM_FROM = 8192
+HISTOGRAM_FROM = 8192
 
 
 @dataclass(frozen=True)
@@ -385,7 +385,7 @@ def byte_sums(
         totals = (_tables_on(index.device, eps, convention) * counts).sum(dim=1).tolist()
     elif n == 0:
         totals = [0.0, 0.0, 0.0, 0.0]
-    elif n < _HISTOGRAM_FROM:
+    elif n < HISTOGRAM_FROM:
         totals = _gathered(figures, index, [0])[0]
     else:
         # A matrix-vector product of non-negative terms, within a few ulp of the exact sum
@@ -441,7 +441,7 @@ def byte_sums_many(
         values = 0
 
     for i, (target, pred) in enumerate(pairs):
-        if 0 < target.size < _HISTOGRAM_FROM:
+        if 0 < target.size < HISTOGRAM_FROM:
             batch.append(i)
             values += target.size
             if values >= _GATHER_BATCH:
