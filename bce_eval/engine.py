@@ -12,6 +12,7 @@ the float64 maps), so only one process touches the GPU.
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 import signal
@@ -263,6 +264,9 @@ def evaluate(
         return
     if not settings.logits:  # built once here, inherited by forked workers
         metrics.byte_tables(settings.eps, settings.convention)
+    # Objects made so far (the pairs, the modules) are left out of the collector's scans while
+    # workers are forked, so that the workers' collections do not copy the pages that hold them.
+    gc.freeze()
     pool = _process_pool(workers)
     try:
         for results in _in_order(
@@ -271,6 +275,7 @@ def evaluate(
             yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 # --------------------------------------------------------------------------------------------
