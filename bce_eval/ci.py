@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import IO
 
@@ -88,6 +87,8 @@ def verdict_lines(verdict: Verdict) -> list[str]:
 def write_junit(results: Sequence[ImageResult], verdict: Verdict, settings: Settings, out: IO[str]) -> None:
     """JUnit XML: a testcase per image (failed when over --max-image-excess, an error when it
     could not be evaluated) and a testcase per gate."""
+    import xml.etree.ElementTree as ET
+
     scale = unit_scale(settings.units)
     per = f"{settings.units} per pixel"
     image_gate = next((g for g in verdict.gates if g.option == "--max-image-excess"), None)

@@ -39,8 +39,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: a file named a:cat:.png is printed as it is, not with a cat.
+stdout = Console(highlight=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 ConventionOpt = Annotated[
     Literal["keras", "torch"],

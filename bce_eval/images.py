@@ -15,7 +15,6 @@ which decoder reports on content that matches none of these signatures.
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import stat
 import struct
@@ -409,10 +408,12 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
     max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
     """
-    import tifffile
-
     # tifffile also logs what it finds wrong with a damaged file, over several lines; the
     # InputError below reports it in one.
+    import logging
+
+    import tifffile
+
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
     compression = "this"

@@ -96,6 +96,17 @@ def test_summary_is_printed_with_unit_and_convention(
     assert "median" in result.stdout and "95th percentile" in result.stdout
 
 
+def test_names_are_printed_as_they_are_not_as_emoji_or_markup(folders: tuple[Path, Path]) -> None:
+    targets, recons = folders
+    for name in ("a:cat:", "[bold]b"):
+        write_image(targets / f"{name}.png", np.full((4, 4), 100, np.uint8))
+        write_image(recons / f"{name}.png", np.full((4, 4), 110, np.uint8))
+    result = invoke("compare", targets, recons)
+    assert result.exit_code == 0
+    assert "a:cat:" in result.stdout and "\N{CAT}" not in result.stdout
+    assert "[bold]b" in result.stdout
+
+
 def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
     make_set(*folders, rng)
     result = invoke("compare", *folders, "--json", "-", "--units", "bits", "--convention", "torch")
