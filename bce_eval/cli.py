@@ -2,7 +2,8 @@
 
 Exit codes: 0 every pair evaluated and every gate passed; 1 a quality gate failed; 2 a usage or
 input error, reported only after every good pair has been evaluated and the reports written (it
-takes precedence over a failed gate); 130 interrupted (Ctrl-C), old reports left as they were.
+takes precedence over a failed gate); 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM, as CI
+sends to a cancelled job), old reports left as they were.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import io
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .images import Pair
     from .report import ImageResult, Settings, StoredReport, Summary
 
-EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 app = typer.Typer(
     help="Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions.",
@@ -149,13 +151,24 @@ def main(
 CommandT = TypeVar("CommandT", bound="Callable[..., Any]")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so that it unwinds as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def _interruptible(command: CommandT) -> CommandT:
-    """Ctrl-C ends the command with exit code 130 and one line, not a traceback."""
+    """Ctrl-C ends the command with exit code 130 and one line, SIGTERM with 143; no traceback."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Terminated:
+            stderr.print("terminated", markup=False)
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             stderr.print("interrupted", markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -649,10 +662,13 @@ def console_main() -> None:
     interpreter (every module, every per-image record) would add tens of milliseconds to each
     run, which is a tenth of a quick one. Reports are already closed and synced by then.
 
+    SIGTERM unwinds the command as Ctrl-C does (workers stopped, old reports kept), exit 143.
+
     Text for people on stdout escapes what its encoding cannot hold (as Python's stderr does), so
     a name the locale cannot encode never stops a run; reports on stdout are UTF-8 regardless."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app(prog_name="bce-eval")
     except SystemExit as e:

@@ -235,8 +235,10 @@ def _in_order(
 
 
 def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them."""
+    """Workers leave Ctrl-C to the main process, which stops them, and die of SIGTERM at once,
+    whatever handler the main process set before forking them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:

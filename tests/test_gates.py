@@ -586,7 +586,29 @@ def test_reports_replace_old_ones_with_the_usual_mode(folders: tuple[Path, Path]
     assert json.loads((tmp_path / "new.json").read_text())["summary"]["pairs"] == len(SET)
 
 
-def test_ctrl_c_exits_130_and_keeps_the_old_report(tmp_path: Path, rng: np.random.Generator) -> None:
+def _children(pid: int) -> list[int]:
+    """The process's children, from /proc (Linux); none elsewhere."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "message"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_and_sigterm_stop_the_run_and_keep_the_old_report(
+    tmp_path: Path, rng: np.random.Generator, signum: int, code: int, message: str
+) -> None:
     targets, recons = tmp_path / "t", tmp_path / "r"
     targets.mkdir()
     recons.mkdir()
@@ -608,11 +630,15 @@ def test_ctrl_c_exits_130_and_keeps_the_old_report(tmp_path: Path, rng: np.rando
     )
     time.sleep(2.0)
     assert process.poll() is None, "finished before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    workers = _children(process.pid)
+    if sys.platform == "linux" and len(os.sched_getaffinity(0)) > 1:
+        assert workers, "compare runs its worker processes"
+    process.send_signal(signum)
     sent = time.monotonic()
     _, err = process.communicate(timeout=30)
-    assert process.returncode == 130
+    assert process.returncode == code
     assert time.monotonic() - sent < 5
-    assert err.strip() == "interrupted" and "Traceback" not in err
+    assert err.strip() == message and "Traceback" not in err
+    assert all(_gone(worker) for worker in workers)  # no worker outlives the run
     assert report.read_text() == "the old report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "r.npy", "report.csv", "t", "t.npy"]
