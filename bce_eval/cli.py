@@ -533,7 +533,7 @@ def merge(
     reports: Annotated[
         list[Path],
         typer.Argument(
-            metavar="REPORT.json",
+            metavar="REPORT.json...",
             help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
         ),
     ],
