@@ -673,11 +673,21 @@ def console_main() -> None:
         app(prog_name="bce-eval")
     except SystemExit as e:
         code = e.code
-        if not isinstance(code, int | None) or sys.getprofile() or sys.gettrace():
+        if not isinstance(code, int | None) or _observed():
             raise  # a message for Python to print, or a profiler or coverage to finish
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:  # None where the descriptor was closed (2>&-)
+                    stream.flush()
         except OSError:
             raise e from None  # let Python's exit report what it can
         os._exit(code or 0)
+
+
+def _observed() -> bool:
+    """Whether a profiler, tracer or coverage is watching: it reports at the normal exit. Since
+    Python 3.12, cProfile and coverage may use sys.monitoring instead of setprofile/settrace."""
+    if sys.getprofile() or sys.gettrace():
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and any(monitoring.get_tool(tool) for tool in range(6))

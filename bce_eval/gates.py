@@ -276,5 +276,5 @@ def check_baseline(baseline: StoredReport, settings: Settings) -> None:
     growth measured against it would be NaN, which passes every gate.
     """
     check_settings(baseline, settings)
-    if not Summary.of(baseline.results).totals.pixels:
+    if not any(r.sums and r.sums.pixels for r in baseline.results):
         raise ReportError(baseline.path, "no image was evaluated in it: there is no excess to compare with")

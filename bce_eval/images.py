@@ -186,23 +186,19 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
     pairs = []
     for name in sorted(target_files.keys() | recon_files.keys()):
         ts, rs = target_files.get(name, ()), recon_files.get(name, ())
-        if len(ts) == 1 == len(rs) and (not bad or (ts[0] not in bad and rs[0] not in bad)):
-            pairs.append(Pair(name, ts[0], rs[0]))  # the usual case, first
-            continue
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
-        unreadable = next((p for p in (t, r) if p in bad), None)
-        if len(ts) > 1:
+        if len(ts) == 1 == len(rs) and t not in bad and r not in bad:
+            pairs.append(Pair(name, t, r))  # the usual case, first
+        elif len(ts) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(rs), rs[0]))
-        elif unreadable is not None:
+        elif (unreadable := next((p for p in (t, r) if p in bad), None)) is not None:
             pairs.append(Pair(name, t, r, bad[unreadable], unreadable))
         elif r is None:
             pairs.append(Pair(name, t, None, f"no reconstruction in {printable(recons)}", t))
-        elif t is None:
+        else:  # no target
             pairs.append(Pair(name, None, r, f"no target in {printable(targets)}", r))
-        else:
-            pairs.append(Pair(name, t, r))
     return Pairing(pairs, target_scan.ignored + recon_scan.ignored)
 
 
@@ -485,7 +481,8 @@ def _read_npy(path: Path | str) -> np.ndarray:
     try:
         mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     # numpy parses the header's dict with Python's tokenizer: a damaged one raises its errors.
-    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
+    # OverflowError: a shape whose size does not fit in a C integer.
+    except (OSError, ValueError, EOFError, OverflowError, SyntaxError, tokenize.TokenError) as e:
         problem = "holds Python objects, which are never loaded" if "Python objects" in str(e) else e
         raise InputError(path, f"cannot read .npy: {problem}") from None
     if mapped.ndim in (2, 3):

@@ -252,7 +252,7 @@ class Contender:
 
 # glibc's malloc keeping freed memory for the next image, as bce_eval.engine.keep_freed_memory
 # asks it through mallopt; a floor decoder given them decodes without faulting pages in again.
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
 @dataclass(frozen=True)

@@ -412,3 +412,29 @@ def test_explain_shows_the_inputs_in_full() -> None:
     result = invoke("explain", "--target", "0.4999999", "--pred", "0.5", "--eps", "0.4999999")
     assert result.stdout.splitlines()[4].split()[1] == "0.4999999"
     assert "[0.4999999, 0.5000001]" in result.stdout
+
+
+@pytest.mark.parametrize("closed", ["1", "2"])
+def test_a_closed_stdout_or_stderr_does_not_change_the_exit_code(closed: str) -> None:
+    """Python sets sys.stdout (or stderr) to None for a closed descriptor; nothing to flush."""
+    compare = f"{sys.executable!r} -m bce_eval compare -q sample_images/targets sample_images/recons"
+    command = f"exec {closed}>&-; exec {compare}"
+    run = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, cwd=Path(__file__).parents[1]
+    )
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_profiler_on_sys_monitoring_keeps_the_normal_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.12's cProfile and coverage use sys.monitoring, not setprofile or settrace."""
+    from bce_eval import cli
+
+    class Monitoring:
+        @staticmethod
+        def get_tool(tool: int) -> str | None:
+            return "cProfile" if tool == 2 else None
+
+    monkeypatch.setattr(sys, "monitoring", Monitoring, raising=False)
+    assert cli._observed()
+    monkeypatch.setattr(Monitoring, "get_tool", staticmethod(lambda tool: None))
+    assert not cli._observed()

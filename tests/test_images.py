@@ -380,6 +380,17 @@ def test_npy_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_p
         load(path)
 
 
+@pytest.mark.parametrize("size", [1 << 60, 10**23])  # too large to map; too large for a C long
+def test_npy_whose_shape_overflows_is_an_input_error(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "a.npy"
+    with path.open("wb") as f:
+        header = {"descr": "<f8", "fortran_order": False, "shape": (1, size)}
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(64))
+    with pytest.raises(InputError, match=r"a\.npy: cannot read \.npy"):
+        load(path)
+
+
 def test_signed_8bit_tiff_is_refused_not_read_as_unsigned(tmp_path: Path) -> None:
     path = tmp_path / "a.tif"
     tifffile.imwrite(path, np.array([[-128, -1, 0, 127]], np.int8))
