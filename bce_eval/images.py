@@ -479,10 +479,12 @@ def _read_npy(path: Path | str) -> np.ndarray:
     import tokenize
 
     try:
-        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OverflowError, FloatingPointError):
+        raise InputError(path, "cannot read .npy: its header claims a shape too large for any file") from None
     # numpy parses the header's dict with Python's tokenizer: a damaged one raises its errors.
-    # OverflowError: a shape whose size does not fit in a C integer.
-    except (OSError, ValueError, EOFError, OverflowError, SyntaxError, tokenize.TokenError) as e:
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
         problem = "holds Python objects, which are never loaded" if "Python objects" in str(e) else e
         raise InputError(path, f"cannot read .npy: {problem}") from None
     if mapped.ndim in (2, 3):
