@@ -41,9 +41,49 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
 )
+
+
+class OutputError(Exception):
+    """stdout or stderr cannot be written (a closed pipe, a full disk)."""
+
+    def __init__(self, stream: str, error: OSError) -> None:
+        self.stream = stream
+        super().__init__(f"{stream}: cannot write: {error.strerror or error}")
+
+
+class _Stream:
+    """sys.stdout or sys.stderr as it is at each write (tests replace them, and a closed
+    descriptor makes it None), with write errors raised as OutputError, which the commands turn
+    into one line and exit code 2, not a traceback."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _stream(self) -> Any:
+        return getattr(sys, self.name)
+
+    def __getattr__(self, attribute: str) -> Any:  # isatty, encoding, fileno ...
+        return getattr(self._stream(), attribute)
+
+    def write(self, text: str) -> int:
+        stream = self._stream()
+        try:
+            return stream.write(text) if stream is not None else len(text)
+        except OSError as e:
+            raise OutputError(self.name, e) from None
+
+    def flush(self) -> None:
+        stream = self._stream()
+        try:
+            if stream is not None:
+                stream.flush()
+        except OSError as e:
+            raise OutputError(self.name, e) from None
+
+
 # No emoji codes: a file named a:cat:.png is printed as it is, not with a cat.
-stdout = Console(highlight=False, emoji=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+stdout = Console(file=_Stream("stdout"), highlight=False, emoji=False)  # type: ignore[arg-type]
+stderr = Console(file=_Stream("stderr"), highlight=False, soft_wrap=True, emoji=False)  # type: ignore[arg-type]
 
 ConventionOpt = Annotated[
     Literal["keras", "torch"],
@@ -159,6 +199,18 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _silence(name: str) -> None:
+    """Point a failed stdout or stderr at the null device, so that the flush on the way out
+    does not fail again (Python would print an "Exception ignored" message)."""
+    stream = getattr(sys, name)
+    try:  # what is left in its buffer then goes to the null device
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, AttributeError, ValueError):
+        setattr(sys, name, None)
+
+
 def _interruptible(command: CommandT) -> CommandT:
     """Ctrl-C ends the command with exit code 130 and one line, SIGTERM with 143; no traceback."""
 
@@ -169,6 +221,11 @@ def _interruptible(command: CommandT) -> CommandT:
         except Terminated:
             stderr.print("terminated", markup=False)
             raise typer.Exit(EXIT_TERMINATED) from None
+        except OutputError as e:
+            _silence(e.stream)
+            if e.stream == "stdout":
+                stderr.print(f"error: {e}", markup=False)
+            raise typer.Exit(EXIT_INPUT) from None
         except KeyboardInterrupt:
             stderr.print("interrupted", markup=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -438,3 +438,28 @@ def test_a_profiler_on_sys_monitoring_keeps_the_normal_exit(monkeypatch: pytest.
     assert cli._observed()
     monkeypatch.setattr(Monitoring, "get_tool", staticmethod(lambda tool: None))
     assert not cli._observed()
+
+
+def _compare_sample(**popen: object) -> subprocess.Popen:
+    command = [sys.executable, "-m", "bce_eval", "compare", "sample_images/targets", "sample_images/recons"]
+    return subprocess.Popen(command, cwd=Path(__file__).parents[1], text=True, **popen)  # type: ignore[call-overload]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_is_one_line_and_exit_2_not_a_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        process = _compare_sample(stdout=full, stderr=subprocess.PIPE)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert err == "error: stdout: cannot write: No space left on device\n"
+
+
+def test_a_closed_pipe_on_stdout_is_one_line_and_exit_2_not_gate_failed() -> None:
+    """What `bce-eval compare ... | head -1` meets: exit 1 would read as a failed gate."""
+    process = _compare_sample(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the summary is written
+    err = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 2
+    assert err == "error: stdout: cannot write: Broken pipe\n"
