@@ -75,7 +75,7 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for the next image instead of handing it back to
     the kernel, which then faults every page in again (zeroed): each decoded image, histogram
     and temporary is many 4 KiB pages. Decoding 256x256 RGB PNG in one process takes 1.73 ms a
-    pair instead of 2.30 (144 page faults a pair against 1); whole runs are 13-19 % faster
+    pair instead of 2.30 (144 page faults a pair against 1); decode-only runs are 13-18 % faster
     (benchmarks/README.md). Memory stays bounded by one chunk's working set, and forked workers
     inherit the setting. Whether glibc took it; elsewhere (musl, macOS, Windows) nothing."""
     if not sys.platform.startswith("linux"):
