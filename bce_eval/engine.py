@@ -193,7 +193,7 @@ def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResu
     results: list[ImageResult | _Ready] = []
     for pair in pairs:
         item = _ready(pair, settings)
-        if isinstance(item, _Ready) and not (item.bytes and item.target.size < metrics.HISTOGRAM_FROM):
+        if isinstance(item, _Ready) and not (item.bytes and metrics.gathered(item.target.size)):
             item = _scored(item, item.target, item.recon, settings)  # a large image, scored at once
         results.append(item)
     small = [item for item in results if isinstance(item, _Ready)]

@@ -225,15 +225,15 @@ def pixel_maps(
     # 1 - p are computed apart, each to full relative precision: for y >= 0.5, 1 - y is exact
     # and (1 - y) - q keeps the digits that p, near 1, lacks; for |x| < 1, where p is near 1/2
     # and has lost the low digits of x, p - 1/2 = tanh(x / 2) / 2 keeps them.
-    d = (
-        xp.where(
-            xp.abs(x) < 1,
-            (0.5 - y) + 0.5 * xp.tanh(0.5 * xp.where(xp.abs(x) < 1, x, 0.0)),
+    if from_logits:
+        near_half = xp.abs(x) < 1
+        d = xp.where(
+            near_half,
+            (0.5 - y) + 0.5 * xp.tanh(0.5 * xp.where(near_half, x, 0.0)),
             xp.where(y < 0.5, p - y, (1 - y) - q),
         )
-        if from_logits
-        else p - y
-    )
+    else:
+        d = p - y
     inner = _kl_term(y, log_y, d, log_p, xp, true_log=true_log_p) + _kl_term(
         1 - y, log_1my, -d, log_q, xp, true_log=true_log_q
     )
@@ -403,6 +403,12 @@ def _gathered(figures: np.ndarray, index: np.ndarray, starts: Any) -> list[list[
     return np.add.reduceat(figures.take(index, axis=1), starts, axis=1).T.tolist()
 
 
+def gathered(size: int) -> bool:
+    """Whether an 8-bit image of this many values is looked up by gather-sum, batched with
+    others by byte_sums_many, rather than by the 65,536-bin histogram."""
+    return 0 < size < HISTOGRAM_FROM
+
+
 # Values gathered in one batch by byte_sums_many: 4 float64 rows of them, 8 MiB.
 _GATHER_BATCH = 1 << 18
 
@@ -441,7 +447,7 @@ def byte_sums_many(
         values = 0
 
     for i, (target, pred) in enumerate(pairs):
-        if 0 < target.size < HISTOGRAM_FROM:
+        if gathered(target.size):
             batch.append(i)
             values += target.size
             if values >= _GATHER_BATCH:
