@@ -1,4 +1,5 @@
-"""The bce-eval command: parse options, call the core, map errors to exit codes.
+"""The bce-eval command: parse options, make one call into the library (bce_eval.pipeline),
+render the Report, exit with its code. Errors the user can cause become one line and exit 2.
 
 Exit codes: 0 every pair evaluated and every gate passed; 1 a quality gate failed; 2 a usage or
 input error, reported only after every good pair has been evaluated and the reports written (it
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -24,15 +23,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .errors import BceEvalError
+from .pipeline import EXIT_GATE, EXIT_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .gates import Thresholds
-    from .images import Pair
-    from .report import ImageResult, Settings, StoredReport, Summary
+    from .pipeline import Report
 
-EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+__all__ = ["EXIT_GATE", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "app"]
 
 app = typer.Typer(
     help="Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions.",
@@ -168,11 +168,6 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_INPUT)
 
 
-def _check_eps(eps: float) -> None:
-    if not 0 < eps < 0.5:
-        raise fail(f"--eps must be in (0, 0.5), not {eps!r}")
-
-
 def _version(value: bool) -> None:
     if value:
         stdout.print(f"bce-eval {__version__}")
@@ -242,196 +237,46 @@ def _check_outputs(csv_path: str | None, json_path: str | None, junit_path: str 
         raise fail(f"{' and '.join(on_stdout)} would all write to stdout; send all but one to a file")
 
 
-def _thresholds(
-    *,
-    max_excess: float | None,
-    max_image_excess: float | None,
-    max_bce: float | None,
-    max_regression: float | None,
-    baseline: Path | None,
-) -> Thresholds:
-    """The gates asked for, checked: thresholds >= 0, and a baseline where a regression gate needs one."""
-    from .gates import Thresholds
-
-    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
-    for option, value in vars(thresholds).items():
-        if value is not None and not value >= 0:
-            raise fail(f"--{option.replace('_', '-')}: must be a number >= 0, not {value!r}")
-    if max_regression is not None and baseline is None:
-        raise fail("--max-regression needs --baseline REPORT to compare with")
-    return thresholds
-
-
-def _fmt(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.6g}"
-
-
-def _print_summary(
-    console: Console, results: list[ImageResult], summary: Summary, settings: Settings, top: int
-) -> None:
-    from .images import printable
-    from .report import unit_scale, worst
-
-    scale = unit_scale(settings.units)
-    t = summary.totals
-    console.print(
-        f"[bold]bce-eval[/]: {summary.pairs + summary.failed} pairs, {summary.pairs} evaluated, "
-        f"{summary.failed} failed; "
-        f"{t.pixels:,} values (pixels x channels)"
-    )
-    console.print(f"convention: {escape(settings.describe_convention())}")
-    overall = Table(
-        title=f"Overall, pixel-weighted ({settings.units} per pixel)",
-        title_justify="left",
-        show_header=False,
-        box=None,
-        padding=(0, 1),
-    )
-    overall.add_row("BCE", _fmt(summary.mean("bce") * scale))
-    overall.add_row("Entropy H(target)", _fmt(summary.mean("entropy") * scale), "the floor of BCE")
-    overall.add_row(
-        "[bold]Excess BCE - H[/]",
-        f"[bold]{_fmt(summary.mean('excess') * scale)}[/]",
-        "KL(target || pred), the reconstruction error",
-    )
-    overall.add_row("Per-image excess", _fmt(summary.excess_median * scale), "median")
-    overall.add_row("", _fmt(summary.excess_p95 * scale), "95th percentile")
-    overall.add_row("", _fmt(summary.excess_max * scale), "max")
-    if summary.worst:
-        overall.add_row("Worst image", escape(printable(summary.worst.name)))
-    overall.add_row("Clipped preds", f"{t.clipped:,}", f"of {t.pixels:,}, moved into range by the convention")
-    console.print(overall)
-    ranked = worst(results, top)
-    if not ranked:
-        return
-    table = Table(title=f"Worst {len(ranked)} by excess ({settings.units} per pixel)", title_justify="left")
-    for column in ("#", "image", "size", "BCE", "H", "excess", "clipped"):
-        table.add_column(column, justify="left" if column == "image" else "right")
-    for rank, r in enumerate(ranked, start=1):
-        assert r.sums is not None and r.shape is not None
-        n = r.sums.pixels
-        table.add_row(
-            str(rank),
-            escape(printable(r.name)),
-            "x".join(map(str, r.shape)),
-            _fmt(r.sums.bce / n * scale),
-            _fmt(r.sums.entropy / n * scale),
-            _fmt(r.excess * scale),
-            str(r.sums.clipped),
-        )
-    console.print(table)
-
-
 def _show_progress(quiet: bool) -> bool:
     """A progress bar only for a person watching: not with --quiet, in CI logs or when piped."""
     return not quiet and stderr.is_terminal and not os.environ.get("CI")
 
 
-# Seconds a run goes on before its progress bar appears: quick runs print no bar at all.
-PROGRESS_AFTER = 0.5
+def _note(line: str) -> None:
+    stderr.print(line, markup=False)
 
 
-def _run(pairs: list[Pair], settings: Settings, *, workers: int | None, quiet: bool) -> list[ImageResult]:
-    from .engine import evaluate
-
-    if not _show_progress(quiet):
-        return list(evaluate(pairs, settings, workers=workers))
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    results = []
-    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=stderr, transient=True)
-    task = progress.add_task("evaluating", total=len(pairs))
-    started, shown = time.monotonic(), False
-    try:
-        for result in evaluate(pairs, settings, workers=workers):
-            results.append(result)
-            progress.advance(task)
-            if not shown and time.monotonic() - started >= PROGRESS_AFTER:
-                progress.start()
-                shown = True
-    finally:
-        progress.stop()
-    return results
-
-
-def _read_baseline(path: Path | None, settings: Settings) -> StoredReport | None:
-    """The baseline report, refused early (before any image is read) if it is unusable."""
-    if path is None:
-        return None
-    from .gates import check_baseline
-    from .report import ReportError, read_report
-
-    try:
-        baseline = read_report(path)
-        check_baseline(baseline, settings)
-    except ReportError as e:
-        raise fail(str(e)) from None
-    return baseline
-
-
-def _conclude(
-    results: list[ImageResult],
-    settings: Settings,
-    *,
-    thresholds: Thresholds,
-    baseline: StoredReport | None,
-    top: int,
-    csv_path: str | None,
-    json_path: str | None,
-    junit_path: str | None,
-    form: str,
-    shard: tuple[int, int] | None = None,
+def _render(
+    report: Report, *, csv_path: str | None, json_path: str | None, junit_path: str | None, form: str
 ) -> None:
-    """Gates and baseline, the reports, the summary and verdict, and the exit code."""
-    from . import ci
-    from .gates import check, compare_with_baseline
-    from .report import ReportError, Summary, atomic_output, to_json, write_csv, write_json
+    """The reports, the summary and verdict, the errors of failed pairs; exit with the report's
+    code (2 for bad input takes precedence over 1 for a failed gate). Reports that cannot be
+    written (a full disk) leave the old ones in place; the summary is still printed, then the
+    error, and the exit code is 2."""
+    from .errors import ReportError
+    from .reports.text import print_summary
 
-    summary = Summary.of(results)
-    comparison = compare_with_baseline(results, summary, settings, baseline) if baseline else None
-    verdict = check(results, summary, settings, thresholds, baseline=comparison, top=top)
-    columns = verdict.image_columns()
+    unwritten = None
     try:
-        if csv_path:
-            with atomic_output(csv_path) as out:
-                extra_columns = ("baseline_excess", "excess_delta") if comparison else ()
-                write_csv(results, out, settings, extra=columns, extra_columns=extra_columns)
-        if json_path:
-            document = to_json(
-                results,
-                summary,
-                settings,
-                __version__,
-                shard=shard,
-                extra=columns,
-                sections=verdict.to_json(),
-            )
-            with atomic_output(json_path) as out:
-                write_json(document, out)
-        if junit_path:
-            with atomic_output(junit_path) as out:
-                ci.write_junit(results, verdict, settings, out)
+        report.write(csv=csv_path, json=json_path, junit=junit_path)
     except ReportError as e:
-        raise fail(str(e)) from None
+        unwritten = e
     human = stderr if "-" in (csv_path, json_path, junit_path) or form == "markdown" else stdout
-    _print_summary(human, results, summary, settings, top)
-    for line in ci.verdict_lines(verdict):
-        human.print(line, markup=False, soft_wrap=True)
+    print_summary(human, report.view)
     if form == "markdown":
-        print(ci.markdown(results, summary, settings, verdict, top), end="")
+        print(report.to_markdown(), end="")
     elif form == "github":
-        for line in ci.github_commands(results, verdict, settings):
+        for line in report.github_commands():
             print(line)
-    failed = [r for r in results if not r.ok]
+    failed = report.failed
     for r in failed:
         stderr.print(f"error: {r.error}", markup=False)
     if failed:
-        stderr.print(f"{len(failed)} of {len(results)} pairs could not be evaluated", markup=False)
-        raise typer.Exit(EXIT_INPUT)
-    if not verdict.passed:
-        raise typer.Exit(EXIT_GATE)
+        stderr.print(f"{len(failed)} of {len(report.images)} pairs could not be evaluated", markup=False)
+    if unwritten is not None:
+        raise fail(str(unwritten))
+    if report.exit_code != EXIT_OK:
+        raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -513,75 +358,20 @@ def compare(
     Overall figures are pixel-weighted: the total over all pixels (every channel value counts as
     one) divided by the number of pixels, the same as torch's mean over the concatenated batch.
     """
-    from . import images
-    from .engine import BackendError, check_backend
-    from .gates import select_shard
-    from .report import Settings, parse_shard
+    from .pipeline import compare as run_compare
 
-    _check_eps(eps)
     _check_outputs(csv_path, json_path, junit_path, form)
-    thresholds = _thresholds(
-        max_excess=max_excess,
-        max_image_excess=max_image_excess,
-        max_bce=max_bce,
-        max_regression=max_regression,
-        baseline=baseline,
-    )
     try:
-        shard_of_n = parse_shard(shard) if shard else None
-    except ValueError as e:
-        raise fail(f"--shard: {e}") from None
-    settings = Settings(
-        convention=convention,
-        eps=eps,
-        logits=logits,
-        units=units,
-        alpha=alpha,
-        grayscale=grayscale,
-        backend=backend,
-        device=device,
-    )
-    stored_baseline = _read_baseline(baseline, settings)
-    try:
-        check_backend(settings)
-        pairing = (
-            images.pairs_from_csv(pairs, targets, recons)
-            if pairs
-            else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
-        )
-    except (BackendError, images.InputError) as e:
+        report = run_compare(
+            targets, recons, recon_suffix=recon_suffix, pairs=pairs, convention=convention, eps=eps,
+            logits=logits, units=units, alpha=alpha, grayscale=grayscale, backend=backend, device=device,
+            workers=workers, shard=shard, max_excess=max_excess, max_image_excess=max_image_excess,
+            max_bce=max_bce, baseline=baseline, max_regression=max_regression, top=top,
+            progress=_show_progress(quiet) and stderr, notes=_note,
+        )  # fmt: skip
+        _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
+    except BceEvalError as e:
         raise fail(str(e)) from None
-    if not pairing.pairs:
-        raise fail(f"no image files in {targets} or {recons} (looked for {', '.join(images.SUFFIXES)})")
-    for path in pairing.ignored:
-        stderr.print(
-            f"note: {images.printable(path)}: not an image file bce-eval reads; ignored", markup=False
-        )
-    if pairing.lossy_targets:
-        stderr.print(
-            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, "
-            f"e.g. {images.printable(pairing.lossy_targets[0])}: "
-            "lossy targets carry compression artefacts into every figure",
-            markup=False,
-        )
-    selected = pairing.pairs
-    if shard_of_n:
-        selected = select_shard(pairing.pairs, shard_of_n, lambda pair: pair.name)
-        stderr.print(f"shard {shard}: {len(selected)} of {len(pairing.pairs)} pairs", markup=False)
-
-    results = _run(selected, settings, workers=workers, quiet=quiet)
-    _conclude(
-        results,
-        settings,
-        thresholds=thresholds,
-        baseline=stored_baseline,
-        top=top,
-        csv_path=csv_path,
-        json_path=json_path,
-        junit_path=junit_path,
-        form=form,
-        shard=shard_of_n,
-    )
 
 
 @app.command()
@@ -614,33 +404,17 @@ def merge(
     Totals come from each image's sums and pixel counts, never from averages. Refused: reports
     made with other settings, an image listed twice, a missing or repeated shard.
     """
-    from .merge import merge as merge_reports
-    from .report import ReportError, read_report
+    from .pipeline import merge as run_merge
 
     _check_outputs(csv_path, json_path, junit_path, form)
-    thresholds = _thresholds(
-        max_excess=max_excess,
-        max_image_excess=max_image_excess,
-        max_bce=max_bce,
-        max_regression=max_regression,
-        baseline=baseline,
-    )
     try:
-        merged = merge_reports([read_report(path) for path in reports])
-    except ReportError as e:
+        report = run_merge(
+            reports, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+            baseline=baseline, max_regression=max_regression, top=top,
+        )  # fmt: skip
+        _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
+    except BceEvalError as e:
         raise fail(str(e)) from None
-    stored_baseline = _read_baseline(baseline, merged.settings)
-    _conclude(
-        merged.results,
-        merged.settings,
-        thresholds=thresholds,
-        baseline=stored_baseline,
-        top=top,
-        csv_path=csv_path,
-        json_path=json_path,
-        junit_path=junit_path,
-        form=form,
-    )
 
 
 def _values(text: str, option: str) -> list[float]:
@@ -678,9 +452,12 @@ def explain(
 ) -> None:
     """Show BCE, entropy and excess element by element, and why BCE cannot reach 0."""
     from . import metrics
-    from .report import Settings, unit_scale
+    from .model import Scoring, unit_scale
 
-    _check_eps(eps)
+    try:
+        scoring = Scoring(convention, eps, logits)
+    except BceEvalError as e:
+        raise fail(str(e)) from None
     y, p = _values(target, "--target"), _values(pred, "--pred")
     if len(y) != len(p) or not y:
         raise fail(f"--target has {len(y)} values and --pred {len(p)}; give the same number, at least one")
@@ -690,9 +467,8 @@ def explain(
         raise fail(
             f"--{e.which}: value {e.value!r} (position {e.index[0] + 1}) is not {e.expected}"
         ) from None
-    settings = Settings(convention=convention, eps=eps, logits=logits, units=units)
     scale = unit_scale(units)
-    stdout.print(f"convention {escape(settings.describe_convention())}; figures in {units}")
+    stdout.print(f"convention {escape(scoring.describe())}; figures in {units}")
     table = Table()
     for column in ("target y", "logit" if logits else "pred p", "BCE", "H(y)", "excess"):
         table.add_column(column, justify="right")

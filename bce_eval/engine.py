@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import metrics
-from .images import Decoded, InputError, Pair, decode, printable, to_float
-from .report import ImageResult, Settings
+from .errors import BackendError, InputError, printable
+from .images import Decoded, Pair, decode, to_float
+from .model import ImageResult, Settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,34 +41,31 @@ _MAX_CHUNK = 128
 _BATCH_VALUES = 1 << 22
 
 
-class BackendError(Exception):
-    """The chosen backend or device cannot be used here (not installed, no such device)."""
-
-
 def check_backend(settings: Settings) -> None:
     """Fail early, before any file is read, if the backend or device is unusable."""
-    if settings.backend == "numpy":
-        if settings.device != "cpu":
-            raise BackendError(f"--device {settings.device} needs --backend torch")
+    execution = settings.execution
+    if execution.backend == "numpy":
+        if execution.device != "cpu":
+            raise BackendError(f"--device {execution.device} needs --backend torch")
         return
     try:
         import torch
     except ImportError:
         raise BackendError("--backend torch needs PyTorch: pip install 'bce-eval[torch]'") from None
     try:
-        device = torch.device(settings.device)
+        device = torch.device(execution.device)
     except RuntimeError as e:
-        raise BackendError(f"--device {settings.device}: {e}") from None
+        raise BackendError(f"--device {execution.device}: {e}") from None
     if device.type == "mps":
         raise BackendError("--device mps: MPS has no float64, which exact BCE needs; use cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackendError(f"--device {settings.device}: CUDA is not available on this machine")
+        raise BackendError(f"--device {execution.device}: CUDA is not available on this machine")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise BackendError(
-            f"--device {settings.device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            f"--device {execution.device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
     if device.type not in ("cpu", "cuda"):
-        raise BackendError(f"--device {settings.device}: use cpu, cuda or cuda:N")
+        raise BackendError(f"--device {execution.device}: use cpu, cuda or cuda:N")
 
 
 @functools.cache
@@ -127,21 +125,57 @@ def _failed(pair: Pair, error: str, shape: tuple[int, int, int] | None = None) -
 
 
 def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
-    if decoded.pixels.dtype == np.uint8 and not settings.grayscale and not logits:
-        return decoded.channels(settings.alpha)
-    return to_float(decoded, path, alpha=settings.alpha, grayscale=settings.grayscale, logits=logits)
+    reading = settings.reading
+    if decoded.pixels.dtype == np.uint8 and not reading.grayscale and not logits:
+        return decoded.channels(reading.alpha)
+    return to_float(decoded, path, alpha=reading.alpha, grayscale=reading.grayscale, logits=logits)
 
 
 def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     """Both files decoded, or the result that says why they cannot be scored."""
-    recon_name = _names(pair)[1]
     if pair.problem is not None or pair.target is None or pair.recon is None:
         return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
+    logits = settings.scoring.logits
     try:
-        target = _prepare(decode(pair.target), pair.target, settings)
-        recon = _prepare(
-            decode(pair.recon, logits=settings.logits), pair.recon, settings, logits=settings.logits
-        )
+        target = decode(pair.target)
+        recon = decode(pair.recon, logits=logits)
+    except InputError as e:
+        return _failed(pair, str(e))
+    return _ready_decoded(pair, target, recon, settings)
+
+
+@dataclass(frozen=True)
+class ArrayPair:
+    """One item of a batch in memory: its name, labels for the reports, and its two images
+    as (height, width, channels) arrays in their stored dtype."""
+
+    name: str
+    target: str
+    recon: str
+    target_pixels: np.ndarray
+    recon_pixels: np.ndarray
+
+
+def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
+    """An array pair checked as a decoded file would be: no alpha flag, the dtype decides."""
+    pair = Pair(item.name, item.target, item.recon)
+    if settings.scoring.logits and item.recon_pixels.dtype.kind != "f":
+        message = f"with logits, reconstructions must hold floats, not {item.recon_pixels.dtype}"
+        return _failed(pair, str(InputError(item.recon, message)))
+    return _ready_decoded(
+        pair, Decoded(item.target_pixels, False), Decoded(item.recon_pixels, False), settings
+    )
+
+
+def _ready_decoded(
+    pair: Pair, target_decoded: Decoded, recon_decoded: Decoded, settings: Settings
+) -> _Ready | ImageResult:
+    """A decoded pair brought to the form the math takes, or why it cannot be scored."""
+    recon_name = _names(pair)[1]
+    logits = settings.scoring.logits
+    try:
+        target = _prepare(target_decoded, pair.target, settings)
+        recon = _prepare(recon_decoded, pair.recon, settings, logits=logits)
     except InputError as e:
         return _failed(pair, str(e))
     if recon.shape != target.shape:
@@ -170,13 +204,13 @@ def _located(error: metrics.ValueOutOfRange) -> str:
 
 def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> ImageResult:
     """Score one prepared pair; target and recon are its arrays on the backend."""
-    pair = ready.pair
+    pair, scoring = ready.pair, settings.scoring
     try:
         if ready.bytes:
-            sums = metrics.byte_sums(target, recon, eps=settings.eps, convention=settings.convention)
+            sums = metrics.byte_sums(target, recon, eps=scoring.eps, convention=scoring.convention)
         else:
             sums = metrics.sums(
-                target, recon, eps=settings.eps, convention=settings.convention, from_logits=settings.logits
+                target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
             )
     except metrics.ValueOutOfRange as e:
         culprit = _names(pair)[0 if e.which == "target" else 1]
@@ -184,21 +218,30 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
-def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
-    """Decode pairs and score them on the CPU; any problem with a pair's files is its error.
+Ready = Callable[[T, Settings], "_Ready | ImageResult"]
+
+
+def _evaluate_chunk(
+    pairs: Sequence[T],
+    settings: Settings,
+    ready: Ready[T] = _ready,  # type: ignore[assignment]
+) -> list[ImageResult]:
+    """Decode pairs (``ready``: files, or arrays in memory) and score them on the CPU; any
+    problem with a pair's files is its error.
 
     Small 8-bit pairs are kept and looked up together (metrics.byte_sums_many), so they do not
     each pay NumPy's per-call overhead; each gets the figures it would get alone, bit for bit.
     Larger pairs are scored as soon as they are decoded, while their pixels are in cache."""
+    scoring = settings.scoring
     results: list[ImageResult | _Ready] = []
     for pair in pairs:
-        item = _ready(pair, settings)
+        item = ready(pair, settings)
         if isinstance(item, _Ready) and not (item.bytes and metrics.gathered(item.target.size)):
             item = _scored(item, item.target, item.recon, settings)  # a large image, scored at once
         results.append(item)
     small = [item for item in results if isinstance(item, _Ready)]
     sums = metrics.byte_sums_many(
-        [(r.target, r.recon) for r in small], eps=settings.eps, convention=settings.convention
+        [(r.target, r.recon) for r in small], eps=scoring.eps, convention=scoring.convention
     )
     scored = {
         id(r): ImageResult(r.pair.name, *_names(r.pair), _shape(r.target), s)
@@ -256,11 +299,13 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
 def evaluate(
     pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
 ) -> Iterator[ImageResult]:
-    """Results for every pair, in the order given, computed by ``workers`` processes (NumPy) or
-    decoding threads (torch); memory stays flat however many pairs there are."""
-    workers = max(1, min(workers or default_workers(), len(pairs)))
+    """Results for every pair, in the order given, computed by ``workers`` (default: the
+    settings') processes (NumPy) or decoding threads (torch); memory stays flat however many
+    pairs there are."""
+    workers = max(1, min(workers or settings.execution.workers or default_workers(), len(pairs)))
     keep_freed_memory()
-    if settings.backend == "torch":
+    scoring = settings.scoring
+    if settings.execution.backend == "torch":
         yield from _evaluate_torch(pairs, settings, workers)
         return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
@@ -268,8 +313,8 @@ def evaluate(
         for chunk in _chunks(pairs, size):
             yield from _evaluate_chunk(chunk, settings)
         return
-    if not settings.logits:  # built once here, inherited by forked workers
-        metrics.byte_tables(settings.eps, settings.convention)
+    if not scoring.logits:  # built once here, inherited by forked workers
+        metrics.byte_tables(scoring.eps, scoring.convention)
     # Objects made so far (the pairs, the modules) are left out of the collector's scans while
     # workers are forked, so that the workers' collections do not copy the pages that hold them.
     gc.freeze()
@@ -282,6 +327,19 @@ def evaluate(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+def evaluate_arrays(items: Iterable[ArrayPair], settings: Settings) -> Iterator[ImageResult]:
+    """Results for pairs already in memory, in order, in this process: there is nothing to
+    decode, and the arrays would have to be copied to reach worker processes."""
+    chunks = _chunks(list(items), _MAX_CHUNK)
+    if settings.execution.backend == "torch":
+        decoded = (_ready_array(item, settings) for chunk in chunks for item in chunk)
+        for batch in _batches(decoded):
+            yield from _score_batch(batch, settings)
+        return
+    for chunk in chunks:
+        yield from _evaluate_chunk(chunk, settings, _ready_array)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,8 +383,8 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     for group in ([r for r in ready if r.bytes], [r for r in ready if not r.bytes]):
         if not group:
             continue
-        targets = _to_device([r.target for r in group], settings.device)
-        recons = _to_device([r.recon for r in group], settings.device)
+        targets = _to_device([r.target for r in group], settings.execution.device)
+        recons = _to_device([r.recon for r in group], settings.execution.device)
         for r, t, p in zip(group, targets, recons, strict=True):
             scored[id(r)] = _scored(r, t, p, settings)
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]

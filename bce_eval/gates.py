@@ -1,4 +1,4 @@
-"""Quality gates, comparison with a baseline report, and the verdict; shards of a pair list.
+"""Quality gates, comparison with a baseline report, and the verdict.
 
 Thresholds are in the report's unit (nats or bits per pixel). A gate fails when the measured
 figure is strictly above its threshold; a figure that cannot be measured (no pixel evaluated)
@@ -8,12 +8,15 @@ fails no gate, since input errors already make the run exit 2.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
-from .report import ImageResult, ReportError, Settings, StoredReport, Summary, Units, unit_scale, worst
+from .errors import OptionError, ReportError
+from .model import ImageResult, Settings, Summary, Units, worst
+
+if TYPE_CHECKING:
+    from .pipeline import Report
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,15 @@ class Thresholds:
     max_image_excess: float | None = None
     max_bce: float | None = None
     max_regression: float | None = None  # a fraction: 0.05 allows 5 % more overall excess
+
+    def __post_init__(self) -> None:
+        for option, value in vars(self).items():
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise OptionError(f"--{option.replace('_', '-')}", f"must be a number >= 0, not {value!r}")
+
+    @property
+    def any(self) -> bool:
+        return any(value is not None for value in vars(self).values())
 
 
 @dataclass(frozen=True)
@@ -76,68 +88,9 @@ class Verdict:
     def passed(self) -> bool:
         return not self.failed
 
-    def image_columns(self) -> dict[str, dict[str, float | None]]:
-        """Per-image baseline figures for the reports, in the report's unit, by image name."""
-        if self.baseline is None:
-            return {}
-        scale = unit_scale(self.units)
-        return {
-            name: {"baseline_excess": before * scale, "excess_delta": delta * scale}
-            for name, (before, delta) in self.baseline.per_image.items()
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """The "gates" and "baseline" sections of the JSON report."""
-        scale = unit_scale(self.units)
-        sections: dict[str, Any] = {
-            "verdict": "pass" if self.passed else "fail",
-            "gates": [
-                {
-                    "gate": g.option,
-                    "figure": g.figure,
-                    "threshold": g.threshold,
-                    "measured": g.measured,
-                    "passed": g.passed,
-                    "worst": [{"name": o.name, "value": o.value} for o in g.offenders],
-                }
-                for g in self.gates
-            ],
-        }
-        b = self.baseline
-        if b is not None:
-            sections["baseline"] = {
-                "path": b.path,
-                "excess": b.excess_before * scale,
-                "excess_now": b.excess_now * scale,
-                "growth": b.growth,
-                "added": b.added,
-                "removed": b.removed,
-            }
-        return sections
-
-
-def _convention(s: Settings) -> tuple[Any, ...]:
-    """What decides how a prediction is scored: eps matters only to the keras clip."""
-    if s.logits:
-        return ("logits",)
-    return (s.convention, s.eps) if s.convention == "keras" else (s.convention,)
-
-
-def settings_difference(a: Settings, b: Settings) -> str | None:
-    """'convention X vs Y, ...' where a and b would score the same pair differently; None if
-    they would not (units convert; backend and device give the same figures)."""
-    differences = []
-    if _convention(a) != _convention(b):
-        differences.append(f"convention {a.describe_convention()} vs {b.describe_convention()}")
-    if a.alpha != b.alpha:
-        differences.append(f"alpha {a.alpha} vs {b.alpha}")
-    if a.grayscale != b.grayscale:
-        differences.append(f"grayscale {a.grayscale} vs {b.grayscale}".lower())
-    return ", ".join(differences) or None
-
 
 def compare_with_baseline(
-    results: Sequence[ImageResult], summary: Summary, settings: Settings, baseline: StoredReport
+    results: Sequence[ImageResult], summary: Summary, settings: Settings, baseline: Report
 ) -> BaselineComparison:
     """Overall and per-image excess against the baseline's; ReportError if its settings differ.
 
@@ -145,11 +98,11 @@ def compare_with_baseline(
     another unit is converted (exactly, through its sums in nats).
     """
     check_baseline(baseline, settings)
-    before = {r.name: r.excess for r in baseline.results if r.ok}
+    before = {r.name: r.excess for r in baseline.images if r.ok}
     now = {r.name: r.excess for r in results if r.ok}
     return BaselineComparison(
-        path=baseline.path,
-        excess_before=Summary.of(baseline.results).mean("excess"),
+        path=baseline.source or "baseline",
+        excess_before=baseline.stats.mean("excess"),
         excess_now=summary.mean("excess"),
         per_image={name: (before[name], now[name] - before[name]) for name in now if name in before},
         added=[name for name in now if name not in before],
@@ -164,10 +117,10 @@ def check(
     thresholds: Thresholds,
     *,
     baseline: BaselineComparison | None = None,
-    top: int = 10,
 ) -> Verdict:
-    """Each gate asked for, with its measured figure and its worst offending images."""
-    scale = unit_scale(settings.units)
+    """Each gate asked for, with its measured figure (in the report's unit) and its worst
+    offending images, at most the settings' ``top`` of them."""
+    scale, top = settings.display.scale, settings.display.top
     gates = []
     evaluated = [r for r in results if r.sums is not None and r.sums.pixels]
 
@@ -233,48 +186,22 @@ def check(
                 tuple(Offender(name, delta) for name, delta in grown[:top]),
             )
         )
-    return Verdict(settings.units, gates, baseline)
+    return Verdict(settings.display.units, gates, baseline)
 
 
-PairT = TypeVar("PairT")
+def check_baseline(baseline: Report, settings: Settings) -> None:
+    """ReportError if the baseline cannot be compared with: made with settings that score pairs
+    differently, or without an evaluated pixel.
 
-
-def shard_of(name: str, count: int) -> int:
-    """The shard (1 to count) a pair belongs to: CRC-32 of its name, modulo count, plus 1.
-
-    A stable hash of the name alone: the same on every machine and Python version, and adding or
-    removing images never moves the others to another shard.
+    A CSV baseline records only its unit, so its other settings are taken on trust. A baseline
+    without evaluated pixels (no rows, or every pair failed) has no overall excess; any growth
+    measured against it would be NaN, which passes every gate.
     """
-    return zlib.crc32(name.encode("utf-8")) % count + 1
-
-
-def select_shard(pairs: Sequence[PairT], shard: tuple[int, int], name: Any) -> list[PairT]:
-    """The pairs of shard (index, count), in their order; ``name`` gives a pair's name."""
-    index, count = shard
-    return [p for p in pairs if shard_of(name(p), count) == index]
-
-
-def check_settings(baseline: StoredReport, settings: Settings) -> None:
-    """ReportError if the baseline was made with settings that score pairs differently.
-
-    A CSV baseline records only its unit, so its other settings are taken on trust.
-    """
-    if baseline.settings is None:
-        return
-    difference = settings_difference(baseline.settings, settings)
+    where = baseline.source or "baseline"
+    difference = baseline.settings.difference(settings) if baseline.settings_recorded else None
     if difference:
         raise ReportError(
-            baseline.path,
-            f"made with other settings than this run ({difference}); its figures are not comparable",
+            where, f"made with other settings than this run ({difference}); its figures are not comparable"
         )
-
-
-def check_baseline(baseline: StoredReport, settings: Settings) -> None:
-    """ReportError if the baseline cannot be compared with: other settings, or no pixel evaluated.
-
-    A baseline without evaluated pixels (no rows, or every pair failed) has no overall excess; any
-    growth measured against it would be NaN, which passes every gate.
-    """
-    check_settings(baseline, settings)
-    if not any(r.sums and r.sums.pixels for r in baseline.results):
-        raise ReportError(baseline.path, "no image was evaluated in it: there is no excess to compare with")
+    if not any(r.sums and r.sums.pixels for r in baseline.images):
+        raise ReportError(where, "no image was evaluated in it: there is no excess to compare with")

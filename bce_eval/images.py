@@ -27,6 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from .errors import InputError, printable
+
 Alpha = Literal["drop", "include"]
 Decoder = Literal["png", "tiff", "npy", "pillow"]
 
@@ -40,23 +42,6 @@ NPY_SIGNATURE = b"\x93NUMPY"
 SUFFIX_DECODERS: dict[str, Decoder] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 # ITU-R 601-2 luma, the weights of Pillow's convert("L"), applied here in float64.
 LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def printable(path: Path | str) -> str:
-    """The path as it is, or escaped as repr() does if it holds a newline, another control
-    character or a byte that is not text: an error message must stay one line, and a terminal
-    must not act on what a file name holds."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)
-
-
-class InputError(Exception):
-    """A file that cannot be evaluated: unreadable, unpaired, wrong shape or out of range."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = str(path)
-        self.problem = " ".join(problem.split())  # decoders' messages may span lines
-        super().__init__(f"{printable(path)}: {self.problem}")
 
 
 @dataclass(frozen=True)

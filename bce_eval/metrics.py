@@ -26,11 +26,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import ValueOutOfRange
+
 Convention = Literal["keras", "torch"]
-Reduction = Literal["mean", "sum", "none"]
+Reduction = Literal["mean", "sum", "none", "per_sample"]
+Units = Literal["nats", "bits"]
 
 CONVENTIONS: tuple[str, ...] = ("keras", "torch")
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none", "per_sample")
+UNITS: tuple[str, ...] = ("nats", "bits")
 KERAS_EPSILON = 1e-7  # keras.config.epsilon()
 TORCH_LOG_FLOOR = -100.0  # torch.nn.BCELoss clamps each log at -100
 
@@ -39,18 +43,6 @@ TORCH_LOG_FLOOR = -100.0  # torch.nn.BCELoss clamps each log at -100
 _SERIES_BELOW = 0.1
 # atanh(s) - s = s^3 * sum_k s^(2k) / (2k + 3); with |s| < 0.053 seven terms reach 1e-17.
 _ATANH_SERIES = tuple(1.0 / (2 * k + 3) for k in range(7))
-
-
-class ValueOutOfRange(ValueError):
-    """A target or prediction value that BCE is not defined for (outside [0, 1], NaN, inf)."""
-
-    def __init__(self, which: str, index: tuple[int, ...], value: float, expected: str) -> None:
-        self.which = which
-        self.index = index
-        self.value = value
-        self.expected = expected
-        where = str(index[0]) if len(index) == 1 else str(index) if index else "()"
-        super().__init__(f"{which} value {value!r} at index {where} is not {expected}")
 
 
 @dataclass(frozen=True)
@@ -243,13 +235,31 @@ def pixel_maps(
     return PixelMaps(bce=bce, entropy=entropy, excess=excess, clipped=clipped)
 
 
-def _reduce(values: Any, reduction: Reduction) -> Any:
+def _scale(units: Units) -> float:
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}, not {units!r}")
+    return 1.0 if units == "nats" else 1.0 / math.log(2)
+
+
+def _reduce(values: Any, reduction: Reduction, units: Units) -> Any:
+    """values (float64 nats) reduced and in ``units``.
+
+    "mean" and "sum" over every element; "none" keeps each element (torch's meaning);
+    "per_sample" gives one mean per item of the first axis, over all its other elements (what
+    Keras' reduction="none" gives for a batch of images)."""
+    scale = _scale(units)
     if reduction == "none":
-        return values
+        return values * scale if scale != 1 else values
     if reduction == "sum":
-        return values.sum()
+        return values.sum() * scale
     if reduction == "mean":
-        return values.sum() / max(math.prod(values.shape), 1)
+        return values.sum() * (scale / max(math.prod(values.shape), 1))
+    if reduction == "per_sample":
+        if len(values.shape) < 1:
+            raise ValueError('reduction="per_sample" needs a batch: an array of at least one dimension')
+        items = values.reshape(values.shape[0], -1) if values.shape[0] else values.reshape(0, 1)
+        per_item = max(math.prod(values.shape[1:]), 1)
+        return items.sum(1) * (scale / per_item)
     raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
 
 
@@ -261,26 +271,36 @@ def bce(
     convention: Convention = "keras",
     from_logits: bool = False,
     reduction: Reduction = "mean",
+    units: Units = "nats",
 ) -> Any:
-    """Binary cross-entropy -[y log p + (1 - y) log(1 - p)] in nats, computed in float64.
+    """Binary cross-entropy -[y log p + (1 - y) log(1 - p)], computed in float64.
+
+    reduction: "mean" (over every element), "sum", "none" (each element, as torch means it) or
+    "per_sample" (one mean per item of the first axis, as Keras' "none" gives for a batch);
+    units: "nats" (natural log) or "bits".
 
     >>> round(float(bce([0.5, 0.3, 0.5, 0.9], [0.1, 0.3, 0.5, 0.8])), 6)
     0.717439
+    >>> bce([[0.5, 0.5], [0.3, 0.9]], [[0.1, 0.5], [0.3, 0.8]], reduction="per_sample").round(6)
+    array([0.94856 , 0.486319])
     """
     maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
-    return _reduce(maps.bce, reduction)
+    return _reduce(maps.bce, reduction, units)
 
 
-def entropy(target: Any, *, reduction: Reduction = "mean") -> Any:
-    """Binary entropy H(y) = -[y log y + (1 - y) log(1 - y)] in nats (0 log 0 = 0, no eps).
+def entropy(target: Any, *, reduction: Reduction = "mean", units: Units = "nats") -> Any:
+    """Binary entropy H(y) = -[y log y + (1 - y) log(1 - y)] (0 log 0 = 0, no eps).
 
     It is the floor of BCE for a soft target: BCE(y, p) >= H(y), with equality at p = y.
+    ``reduction`` and ``units`` as for ``bce``.
 
     >>> round(float(entropy([0.5, 0.3, 0.5, 0.9])), 6)
     0.58056
+    >>> float(entropy([0.5], units="bits"))
+    1.0
     """
     maps = pixel_maps(target, target, convention="torch")
-    return _reduce(maps.entropy, reduction)
+    return _reduce(maps.entropy, reduction, units)
 
 
 def excess(
@@ -291,16 +311,18 @@ def excess(
     convention: Convention = "keras",
     from_logits: bool = False,
     reduction: Reduction = "mean",
+    units: Units = "nats",
 ) -> Any:
-    """Excess loss BCE - H = KL(Bernoulli(y) || Bernoulli(p)) in nats: the reconstruction error.
+    """Excess loss BCE - H = KL(Bernoulli(y) || Bernoulli(p)): the reconstruction error.
 
-    Uses the same handling of pred as ``bce``; non-negative, and 0 where pred equals target.
+    Uses the same handling of pred, ``reduction`` and ``units`` as ``bce``; non-negative, and 0
+    where pred equals target.
 
     >>> round(float(excess([0.5, 0.3, 0.5, 0.9], [0.1, 0.3, 0.5, 0.8])), 6)
     0.136879
     """
     maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
-    return _reduce(maps.excess, reduction)
+    return _reduce(maps.excess, reduction, units)
 
 
 def sums(
@@ -310,14 +332,18 @@ def sums(
     eps: float = KERAS_EPSILON,
     convention: Convention = "keras",
     from_logits: bool = False,
+    units: Units = "nats",
 ) -> Sums:
-    """BCE, entropy and excess summed over all elements, with the pixel and clipped counts."""
+    """BCE, entropy and excess summed over all elements (in ``units``), with the pixel and
+    clipped counts: ``Sums`` add up exactly across batches, so a mean over a whole data set is
+    ``total.excess / total.pixels``, never a mean of means."""
     maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
+    scale = _scale(units)
     return Sums(
         pixels=math.prod(maps.bce.shape),
-        bce=float(maps.bce.sum()),
-        entropy=float(maps.entropy.sum()),
-        excess=float(maps.excess.sum()),
+        bce=float(maps.bce.sum()) * scale,
+        entropy=float(maps.entropy.sum()) * scale,
+        excess=float(maps.excess.sum()) * scale,
         clipped=int(maps.clipped.sum()),
     )
 

@@ -204,8 +204,8 @@ def test_unpaired_recon_and_ambiguous_stems_exit_2(folders: tuple[Path, Path]) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--eps", "0.7"], "error: --eps must be in (0, 0.5)"),
-        (["--eps", "0"], "error: --eps must be in (0, 0.5)"),
+        (["--eps", "0.7"], "error: --eps: must be in (0, 0.5)"),
+        (["--eps", "0"], "error: --eps: must be in (0, 0.5)"),
         (["--device", "cuda:0"], "needs --backend torch"),
         (["--pairs", "missing.csv"], "missing.csv: cannot read the pair list"),
     ],

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bce_eval import cli
+from bce_eval import cli, pipeline
 
 from .conftest import write_image
 
@@ -31,23 +31,23 @@ def _run_on_a_terminal(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPat
 
 def test_progress_bar_on_a_terminal(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(cli, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(pipeline, "PROGRESS_AFTER", 0.0)
     assert "3/3" in _run_on_a_terminal(folders, monkeypatch)
 
 
 def test_no_progress_bar_with_quiet(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(cli, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(pipeline, "PROGRESS_AFTER", 0.0)
     assert "evaluating" not in _run_on_a_terminal(folders, monkeypatch, "--quiet")
 
 
 def test_no_progress_bar_in_ci(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr(cli, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(pipeline, "PROGRESS_AFTER", 0.0)
     assert "evaluating" not in _run_on_a_terminal(folders, monkeypatch)
 
 
 def test_no_progress_bar_for_a_quick_run(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(cli, "PROGRESS_AFTER", 60.0)
+    monkeypatch.setattr(pipeline, "PROGRESS_AFTER", 60.0)
     assert "evaluating" not in _run_on_a_terminal(folders, monkeypatch)

@@ -16,7 +16,7 @@ import pytest
 
 from bce_eval import engine, metrics
 from bce_eval.images import pair_folders
-from bce_eval.report import ImageResult, Settings
+from bce_eval.model import ImageResult, Settings
 
 from .conftest import write_image
 
@@ -162,7 +162,7 @@ def test_torch_backend_batches_give_the_numpy_figures(
     pairs = _folder_of_pairs(folders, rng, 24)
     expected = list(engine.evaluate(pairs, Settings(), workers=1))
     monkeypatch.setattr(engine, "_BATCH_VALUES", 2000)  # several batches, some split mid-way
-    got = list(engine.evaluate(pairs, Settings(backend="torch"), workers=2))
+    got = list(engine.evaluate(pairs, Settings.of(backend="torch"), workers=2))
     assert [r.name for r in got] == [r.name for r in expected]
     assert [r.error for r in got] == [r.error for r in expected]
     for a, b in zip(got, expected, strict=True):

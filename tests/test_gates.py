@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bce_eval import ci
-from bce_eval.gates import shard_of
+from bce_eval.reports import ci
+from bce_eval.shards import shard_of
 
 from . import reference
 from .conftest import write_image
@@ -122,7 +122,7 @@ def test_input_error_takes_precedence_over_a_failed_gate(folders: tuple[Path, Pa
     [
         (["--max-excess", "-0.1"], "error: --max-excess: must be a number >= 0, not -0.1"),
         (["--max-image-excess", "nan"], "error: --max-image-excess: must be a number >= 0, not nan"),
-        (["--max-regression", "0.1"], "error: --max-regression needs --baseline REPORT"),
+        (["--max-regression", "0.1"], "error: --max-regression: needs --baseline REPORT"),
         (["--shard", "0/3"], "error: --shard: expected I/N with 1 <= I <= N"),
         (["--shard", "4/3"], "error: --shard: expected I/N"),
         (["--shard", "1/0"], "error: --shard: expected I/N"),

@@ -10,28 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bce_eval import Report, ReportError, read_report
+from bce_eval.gates import Verdict
 from bce_eval.metrics import Sums
-from bce_eval.report import (
-    ImageResult,
-    ReportError,
-    Settings,
-    Summary,
-    median,
-    percentile,
-    read_report,
-    to_json,
-    write_json,
-)
+from bce_eval.model import ImageResult, Scoring, Settings, median, percentile
+from bce_eval.reports.files import write_json
+
+
+def report_of(images: list[ImageResult], settings: Settings | None = None, **fields: object) -> Report:
+    settings = settings or Settings()
+    return Report(settings, images, Verdict(settings.display.units), **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # percentiles of inf
 def test_write_json_maps_inf_and_nan_to_null_everywhere() -> None:
     huge = ImageResult("a", "t.png", "r.png", (1, 1, 1), Sums(1, math.inf, 0.5, math.inf, 0))
-    summary = Summary.of([huge])
     out = io.StringIO()
-    write_json(
-        to_json([huge], summary, Settings(), "0", sections={"extra": [math.nan, {"x": -math.inf}]}), out
-    )
+    write_json(report_of([huge]).to_json() | {"extra": [math.nan, {"x": -math.inf}]}, out)
     document = json.loads(out.getvalue())
     assert document["summary"]["bce_sum"] is None and document["summary"]["excess"] is None
     assert document["summary"]["entropy_sum"] == 0.5
@@ -49,7 +44,7 @@ def test_write_json_maps_inf_and_nan_to_null_everywhere() -> None:
     ],
 )
 def test_the_clip_bounds_are_shown_in_full(eps: float, shown: str) -> None:
-    assert Settings(eps=eps).describe_convention() == f"keras (pred clipped to {shown})"
+    assert Scoring(eps=eps).describe() == f"keras (pred clipped to {shown})"
 
 
 def test_a_report_read_back_has_the_sums_of_the_run(tmp_path: Path) -> None:
@@ -57,11 +52,11 @@ def test_a_report_read_back_has_the_sums_of_the_run(tmp_path: Path) -> None:
         ImageResult("a", "t/a.png", "r/a.png", (2, 3, 1), Sums(6, 1.0 / 3, 0.25, 1.0 / 7, 2)),
         ImageResult("b", "t/b.png", "", error="t/b.png: no reconstruction in r"),
     ]
-    settings = Settings(units="bits", convention="torch")
+    settings = Settings.of(units="bits", convention="torch")
     path = tmp_path / "report.json"
-    path.write_text(json.dumps(to_json(results, Summary.of(results), settings, "0", shard=(2, 5))))
+    report_of(results, settings, shard=(2, 5)).write_json(path)
     stored = read_report(path)
-    assert stored.results == results  # exact, through the sums in nats
+    assert stored.images == results  # exact, through the sums in nats
     assert stored.settings == settings and stored.shard == (2, 5) and stored.exact
 
 
@@ -87,7 +82,7 @@ def test_json_names_the_worst_image_as_the_other_summaries_do() -> None:
         ImageResult("a", "t/a.png", "r/a.png", (1, 1, 1), Sums(1, 0.5, 0.25, 0.25, 0)),
         ImageResult("b", "t/b.png", "r/b.png", (1, 1, 1), Sums(1, 0.9, 0.25, 0.65, 0)),
     ]
-    assert to_json(results, Summary.of(results), Settings(), "0")["summary"]["worst"] == "b"
+    assert report_of(results).to_json()["summary"]["worst"] == "b"
 
 
 def test_deeply_nested_json_is_not_a_report(tmp_path: Path) -> None:

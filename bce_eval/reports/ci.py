@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from typing import IO
 
-from .gates import GateResult, Verdict
-from .images import printable
-from .report import ImageResult, Settings, Summary, unit_scale, worst
+from ..errors import printable
+from ..gates import GateResult, Verdict
+from .view import View
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
+    """A figure as every format shows it: six significant digits, "-" where there is none."""
     return "-" if math.isnan(x) else f"{x:.6g}"
 
 
@@ -22,7 +22,7 @@ def _percent(growth: float) -> str:
 
 def _offenders(gate: GateResult) -> str:
     sign = "+" if gate.option == "--max-regression" else ""
-    return ", ".join(f"{printable(o.name)} {sign}{_fmt(o.value)}" for o in gate.offenders)
+    return ", ".join(f"{printable(o.name)} {sign}{fmt(o.value)}" for o in gate.offenders)
 
 
 def describe(gate: GateResult, units: str) -> str:
@@ -34,28 +34,27 @@ def describe(gate: GateResult, units: str) -> str:
         worst_label = "largest increases"
     elif gate.option == "--max-image-excess":
         text = (
-            f"{gate.over} image(s) over {_fmt(gate.threshold)} {per} (largest {_fmt(gate.measured)})"
+            f"{gate.over} image(s) over {fmt(gate.threshold)} {per} (largest {fmt(gate.measured)})"
             if gate.over
-            else f"largest image excess {_fmt(gate.measured)} <= {_fmt(gate.threshold)} {per}"
+            else f"largest image excess {fmt(gate.measured)} <= {fmt(gate.threshold)} {per}"
         )
         worst_label = "over"
     else:
         relation = "<=" if gate.passed else ">"
-        text = f"{gate.figure} {_fmt(gate.measured)} {relation} {_fmt(gate.threshold)} {per}"
+        text = f"{gate.figure} {fmt(gate.measured)} {relation} {fmt(gate.threshold)} {per}"
         worst_label = "worst by BCE" if gate.option == "--max-bce" else "worst"
     if not gate.passed and gate.offenders:
         text += f"; {worst_label}: {_offenders(gate)}"
     return text
 
 
-def baseline_line(verdict: Verdict) -> str | None:
+def baseline_line(verdict: Verdict, scale: float) -> str | None:
     b = verdict.baseline
     if b is None:
         return None
-    scale = unit_scale(verdict.units)
     line = (
-        f"baseline {printable(b.path)}: overall excess {_fmt(b.excess_before * scale)} -> "
-        f"{_fmt(b.excess_now * scale)} {verdict.units} per pixel ({_percent(b.growth)})"
+        f"baseline {printable(b.path)}: overall excess {fmt(b.excess_before * scale)} -> "
+        f"{fmt(b.excess_now * scale)} {verdict.units} per pixel ({_percent(b.growth)})"
     )
     for label, names in (("added since", b.added), ("gone since", b.removed)):
         if names:
@@ -63,15 +62,15 @@ def baseline_line(verdict: Verdict) -> str | None:
     return line
 
 
-def verdict_lines(verdict: Verdict) -> list[str]:
+def verdict_lines(verdict: Verdict, scale: float) -> list[str]:
     """The human verdict: a line per gate, the baseline comparison, and the outcome."""
     lines = []
     if verdict.gates:
         lines.append(f"Gates ({verdict.units} per pixel; a gate fails above its threshold)")
     for gate in verdict.gates:
         mark = "pass" if gate.passed else "FAIL"
-        lines.append(f" {mark}  {gate.option} {_fmt(gate.threshold)}: {describe(gate, verdict.units)}")
-    extra = baseline_line(verdict)
+        lines.append(f" {mark}  {gate.option} {fmt(gate.threshold)}: {describe(gate, verdict.units)}")
+    extra = baseline_line(verdict, scale)
     if extra:
         lines.append(extra)
     if verdict.gates:
@@ -84,37 +83,36 @@ def verdict_lines(verdict: Verdict) -> list[str]:
     return lines
 
 
-def write_junit(results: Sequence[ImageResult], verdict: Verdict, settings: Settings, out: IO[str]) -> None:
+def write_junit(view: View, out: IO[str]) -> None:
     """JUnit XML: a testcase per image (failed when over --max-image-excess, an error when it
     could not be evaluated) and a testcase per gate."""
     import xml.etree.ElementTree as ET
 
-    scale = unit_scale(settings.units)
-    per = f"{settings.units} per pixel"
+    verdict = view.verdict or Verdict(view.units)
+    per = f"{view.units} per pixel"
     image_gate = next((g for g in verdict.gates if g.option == "--max-image-excess"), None)
     root = ET.Element("testsuites", name="bce-eval")
     images = ET.SubElement(root, "testsuite", name="bce-eval images")
     properties = ET.SubElement(images, "properties")
-    for name, value in (("convention", settings.describe_convention()), ("units", settings.units)):
+    for name, value in (("convention", view.settings.scoring.describe()), ("units", view.units)):
         ET.SubElement(properties, "property", name=name, value=value)
     failures = errors = 0
-    for r in results:
+    for r in view.rows:
         case = ET.SubElement(images, "testcase", classname="bce-eval.images", name=r.name)
-        if r.sums is None:
+        if not r.ok:
             errors += 1
             ET.SubElement(case, "error", type="input", message=r.error or "").text = r.error
             continue
-        excess = r.excess * scale
-        if image_gate is not None and excess > image_gate.threshold:
+        if image_gate is not None and r.excess > image_gate.threshold:
             failures += 1
-            message = f"excess {_fmt(excess)} > --max-image-excess {_fmt(image_gate.threshold)} {per}"
+            message = f"excess {fmt(r.excess)} > --max-image-excess {fmt(image_gate.threshold)} {per}"
             ET.SubElement(case, "failure", type="max-image-excess", message=message).text = message
-        n = r.sums.pixels
-        ET.SubElement(case, "system-out").text = (
-            f"bce {_fmt(r.sums.bce / n * scale)} entropy {_fmt(r.sums.entropy / n * scale)} "
-            f"excess {_fmt(excess)} {per}; {r.target} vs {r.recon}"
+        ET.SubElement(
+            case, "system-out"
+        ).text = (
+            f"bce {fmt(r.bce)} entropy {fmt(r.entropy)} excess {fmt(r.excess)} {per}; {r.target} vs {r.recon}"
         )
-    images.set("tests", str(len(results)))
+    images.set("tests", str(len(view.rows)))
     images.set("failures", str(failures))
     images.set("errors", str(errors))
     gates = ET.SubElement(root, "testsuite", name="bce-eval gates", tests=str(len(verdict.gates)))
@@ -122,14 +120,14 @@ def write_junit(results: Sequence[ImageResult], verdict: Verdict, settings: Sett
     gates.set("errors", "0")
     for gate in verdict.gates:
         case = ET.SubElement(
-            gates, "testcase", classname="bce-eval.gates", name=f"{gate.option} {_fmt(gate.threshold)}"
+            gates, "testcase", classname="bce-eval.gates", name=f"{gate.option} {fmt(gate.threshold)}"
         )
-        message = describe(gate, settings.units)
+        message = describe(gate, view.units)
         if gate.passed:
             ET.SubElement(case, "system-out").text = message
         else:
             ET.SubElement(case, "failure", type=gate.option.lstrip("-"), message=message).text = message
-    root.set("tests", str(len(results) + len(verdict.gates)))
+    root.set("tests", str(len(view.rows) + len(verdict.gates)))
     root.set("failures", str(failures + len(verdict.failed)))
     root.set("errors", str(errors))
     ET.indent(root)
@@ -153,12 +151,11 @@ def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(
-    results: Sequence[ImageResult], summary: Summary, settings: Settings, verdict: Verdict, top: int
-) -> str:
+def markdown(view: View) -> str:
     """A GitHub-flavoured summary: outcome, overall figures, gates, worst images."""
-    scale = unit_scale(settings.units)
-    per = f"{settings.units} per pixel"
+    verdict = view.verdict or Verdict(view.units)
+    o = view.overall
+    per = f"{view.units} per pixel"
     if not verdict.gates:
         outcome = "bce-eval"
     elif verdict.passed:
@@ -168,53 +165,45 @@ def markdown(
     lines = [
         f"### {outcome}",
         "",
-        f"{summary.pairs + summary.failed} pairs, {summary.pairs} evaluated, {summary.failed} failed; "
-        f"{summary.totals.pixels:,} values; convention {_cell(settings.describe_convention())}; "
+        f"{o.pairs + o.failed} pairs, {o.pairs} evaluated, {o.failed} failed; "
+        f"{o.pixels:,} values; convention {_cell(view.settings.scoring.describe())}; "
         f"pixel-weighted, {per}",
         "",
         "| figure | value |",
         "|---|---:|",
-        f"| BCE | {_fmt(summary.mean('bce') * scale)} |",
-        f"| Entropy H(target) | {_fmt(summary.mean('entropy') * scale)} |",
-        f"| **Excess BCE - H** | **{_fmt(summary.mean('excess') * scale)}** |",
-        f"| Per-image excess, median | {_fmt(summary.excess_median * scale)} |",
-        f"| Per-image excess, 95th percentile | {_fmt(summary.excess_p95 * scale)} |",
-        f"| Per-image excess, max | {_fmt(summary.excess_max * scale)} |",
+        f"| BCE | {fmt(o.bce)} |",
+        f"| Entropy H(target) | {fmt(o.entropy)} |",
+        f"| **Excess BCE - H** | **{fmt(o.excess)}** |",
+        f"| Per-image excess, median | {fmt(o.excess_median)} |",
+        f"| Per-image excess, 95th percentile | {fmt(o.excess_p95)} |",
+        f"| Per-image excess, max | {fmt(o.excess_max)} |",
     ]
-    if summary.worst:
-        lines.append(f"| Worst image | {_cell(printable(summary.worst.name))} |")
+    if o.worst is not None:
+        lines.append(f"| Worst image | {_cell(printable(o.worst))} |")
     if verdict.gates:
         lines += ["", "| gate | threshold | measured | result |", "|---|---:|---|---|"]
         for gate in verdict.gates:
             result = "pass" if gate.passed else "**FAIL**"
-            lines.append(
-                f"| `{gate.option}` | {_fmt(gate.threshold)} | {_cell(describe(gate, settings.units))} "
-                f"| {result} |"
-            )
-    extra = baseline_line(verdict)
+            measured = _cell(describe(gate, view.units))
+            lines.append(f"| `{gate.option}` | {fmt(gate.threshold)} | {measured} | {result} |")
+    extra = baseline_line(verdict, view.scale)
     if extra:
         lines += ["", _cell(extra)]
-    ranked = worst(results, top)
-    if ranked:
-        deltas = verdict.image_columns()
+    if view.worst:
+        deltas = view.has_baseline
         header = "| # | image | BCE | H | excess |" + (" change |" if deltas else "")
-        lines += ["", f"Worst {len(ranked)} by excess ({per})", "", header]
+        lines += ["", f"Worst {len(view.worst)} by excess ({per})", "", header]
         lines.append("|---:|---|---:|---:|---:|" + ("---:|" if deltas else ""))
-        for rank, r in enumerate(ranked, start=1):
-            assert r.sums is not None
-            n = r.sums.pixels
+        for rank, r in enumerate(view.worst, start=1):
             row = (
-                f"| {rank} | {_cell(printable(r.name))} | {_fmt(r.sums.bce / n * scale)} | "
-                f"{_fmt(r.sums.entropy / n * scale)} | {_fmt(r.excess * scale)} |"
+                f"| {rank} | {_cell(printable(r.name))} | {fmt(r.bce)} | {fmt(r.entropy)} | {fmt(r.excess)} |"
             )
             if deltas:
-                delta = deltas.get(r.name, {}).get("excess_delta")
-                row += f" {'new' if delta is None else f'{delta:+.6g}'} |"
+                row += f" {'new' if r.excess_delta is None else f'{r.excess_delta:+.6g}'} |"
             lines.append(row)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        lines += ["", f"{len(failed)} pair(s) could not be evaluated:", ""]
-        lines += [f"- {_cell(printable(r.error or r.name))}" for r in failed]
+    if view.failed:
+        lines += ["", f"{len(view.failed)} pair(s) could not be evaluated:", ""]
+        lines += [f"- {_cell(printable(r.error or r.name))}" for r in view.failed]
     return "\n".join(lines) + "\n"
 
 
@@ -226,14 +215,15 @@ def _property(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def github_commands(results: Sequence[ImageResult], verdict: Verdict, settings: Settings) -> list[str]:
+def github_commands(view: View) -> list[str]:
     """GitHub Actions workflow commands: an ::error per failed gate and per input error, and a
     ::notice with the outcome."""
+    verdict = view.verdict or Verdict(view.units)
     lines = []
     for gate in verdict.failed:
-        title = _property(f"bce-eval: {gate.option} {_fmt(gate.threshold)} failed")
-        lines.append(f"::error title={title}::{_data(describe(gate, settings.units))}")
-    for r in results:
+        title = _property(f"bce-eval: {gate.option} {fmt(gate.threshold)} failed")
+        lines.append(f"::error title={title}::{_data(describe(gate, view.units))}")
+    for r in view.failed:
         if r.error is not None:
             culprit, _, problem = r.error.partition(": ")
             title = _property("bce-eval: input error")

@@ -1,0 +1,467 @@
+"""The evaluation as one call: ``compare`` (folders), ``compare_arrays`` (a batch in memory),
+``read_report`` and ``merge`` (reports written earlier) each give a ``Report``.
+
+A Report holds the settings, every pair's result (failed pairs with their error), the summary,
+the gate verdict and the exit code the command would use, and writes itself in every format.
+The command, and every other front end, is a layer over these four functions.
+
+>>> import numpy as np
+>>> targets = np.array([[[0.5, 0.3], [0.5, 0.9]]])  # one 2x2 grey image (NHW)
+>>> report = compare_arrays(targets, np.array([[[0.1, 0.3], [0.5, 0.8]]]), layout="NHW")
+>>> round(report.summary.excess, 6), report.exit_code
+(0.136879, 0)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import InputError, OptionError, printable
+from .gates import Thresholds, Verdict, check, check_baseline, compare_with_baseline
+from .metrics import KERAS_EPSILON, Sums
+from .model import AlphaMode, Backend, Convention, Display, ImageResult, Settings, Summary, Units
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .engine import ArrayPair
+    from .images import Pair
+    from .reports.view import Overall, View
+
+# The exit codes of the command, a contract for CI.
+EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
+
+Notes = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """The outcome of an evaluation: settings, per-image results, summary, verdict, exit code.
+
+    ``images`` lists every pair in order, failed ones with their ``error``; ``summary`` has the
+    overall figures in the report's unit (``pairs``, ``pixels``, ``bce``, ``entropy``,
+    ``excess``, the spread of per-image excess); ``totals`` the sums in nats, which merge
+    exactly. ``notes`` are what the run said on the way (ignored files, lossy targets).
+    A report read back from a file has ``source``, its path.
+    """
+
+    settings: Settings
+    images: list[ImageResult]
+    verdict: Verdict
+    shard: tuple[int, int] | None = None
+    notes: tuple[str, ...] = ()
+    source: str | None = None
+    exact: bool = True  # its sums in nats are exactly the run's (False: an old bits report)
+    settings_recorded: bool = True  # False for a CSV report, which records only its unit
+
+    @cached_property
+    def stats(self) -> Summary:
+        """Totals in nats and the spread of per-image excess (in nats)."""
+        return Summary.of(self.images)
+
+    @cached_property
+    def view(self) -> View:
+        """The figures in display units, as every format shows them."""
+        from .reports.view import View
+
+        return View(self.images, self.stats, self.settings, self.verdict)
+
+    @property
+    def summary(self) -> Overall:
+        return self.view.overall
+
+    @property
+    def totals(self) -> Sums:
+        return self.stats.totals
+
+    @property
+    def failed(self) -> list[ImageResult]:
+        return [r for r in self.images if not r.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """2 if a pair could not be evaluated (it takes precedence), 1 if a gate failed, else 0."""
+        if self.failed:
+            return EXIT_INPUT
+        return EXIT_OK if self.verdict.passed else EXIT_GATE
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report as a dict (NaN where a figure has no value; written as null)."""
+        from .reports.files import to_json
+
+        return to_json(self.view, __version__, shard=self.shard)
+
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        self.write(json=path)
+
+    def write_csv(self, path: str | os.PathLike[str]) -> None:
+        self.write(csv=path)
+
+    def write_junit(self, path: str | os.PathLike[str]) -> None:
+        self.write(junit=path)
+
+    def write(
+        self,
+        *,
+        csv: str | os.PathLike[str] | None = None,
+        json: str | os.PathLike[str] | None = None,
+        junit: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Write the reports asked for ('-' is stdout), all replaced together or none: each goes
+        to a temporary file beside its path, and they are renamed into place only once all are
+        complete. ReportError (and the old reports left as they were) if one cannot be written."""
+        from .reports import ci, files
+
+        writers = {
+            csv: lambda out: files.write_csv(self.view, out),
+            json: lambda out: files.write_json(self.to_json(), out),
+            junit: lambda out: ci.write_junit(self.view, out),
+        }
+        files.write_together([(os.fspath(p), w) for p, w in writers.items() if p is not None])
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured summary (for $GITHUB_STEP_SUMMARY or a merge request comment)."""
+        from .reports.ci import markdown
+
+        return markdown(self.view)
+
+    def github_commands(self) -> list[str]:
+        """GitHub Actions workflow commands: an ::error per failed gate and input error."""
+        from .reports.ci import github_commands
+
+        return github_commands(self.view)
+
+    def verdict_lines(self) -> list[str]:
+        """The verdict for people: a line per gate, the baseline comparison, the outcome."""
+        from .reports.ci import verdict_lines
+
+        return verdict_lines(self.verdict, self.view.scale)
+
+
+def _shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    from .shards import parse_shard
+
+    if shard is None or isinstance(shard, tuple):
+        return None if shard is None else parse_shard(f"{shard[0]}/{shard[1]}")
+    return parse_shard(shard)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every front end checks before any image is read."""
+
+    settings: Settings
+    thresholds: Thresholds
+    baseline: Report | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _plan(
+    settings: Settings,
+    *,
+    max_excess: float | None = None,
+    max_image_excess: float | None = None,
+    max_bce: float | None = None,
+    max_regression: float | None = None,
+    baseline: str | os.PathLike[str] | Report | None = None,
+) -> _Plan:
+    """Gates and baseline checked: OptionError or ReportError before any image is read."""
+    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
+    if max_regression is not None and baseline is None:
+        raise OptionError("--max-regression", "needs --baseline REPORT to compare with")
+    stored = None
+    if baseline is not None:
+        stored = baseline if isinstance(baseline, Report) else read_report(baseline)
+        check_baseline(stored, settings)
+    return _Plan(settings, thresholds, stored)
+
+
+def _conclude(
+    images: list[ImageResult],
+    plan: _Plan,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> Report:
+    """The summary, the baseline comparison and the gates' verdict over a run's results."""
+    settings = plan.settings
+    summary = Summary.of(images)
+    comparison = compare_with_baseline(images, summary, settings, plan.baseline) if plan.baseline else None
+    verdict = check(images, summary, settings, plan.thresholds, baseline=comparison)
+    report = Report(settings, images, verdict, shard, tuple(plan.notes))
+    report.__dict__["stats"] = summary  # already computed: filled in as cached_property would
+    return report
+
+
+# Seconds a run goes on before its progress bar appears: quick runs print no bar at all.
+PROGRESS_AFTER = 0.5
+
+
+def _with_progress(results: Iterator[ImageResult], total: int, progress: Any) -> list[ImageResult]:
+    """All results; with ``progress`` (True: on stderr; or a rich Console), a bar once the run
+    has taken PROGRESS_AFTER seconds."""
+    if not progress:
+        return list(results)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    collected = []
+    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    console = progress if isinstance(progress, Console) else Console(stderr=True)
+    bar = Progress(*columns, console=console, transient=True)
+    task = bar.add_task("evaluating", total=total)
+    started, shown = time.monotonic(), False
+    try:
+        for result in results:
+            collected.append(result)
+            bar.advance(task)
+            if not shown and time.monotonic() - started >= PROGRESS_AFTER:
+                bar.start()
+                shown = True
+    finally:
+        bar.stop()
+    return collected
+
+
+def _note(plan: _Plan, notes: Notes | None, line: str) -> None:
+    plan.notes.append(line)
+    if notes is not None:
+        notes(line)
+
+
+def compare(
+    targets: str | os.PathLike[str],
+    recons: str | os.PathLike[str],
+    *,
+    recon_suffix: str = "",
+    pairs: str | os.PathLike[str] | None = None,
+    convention: Convention = "keras",
+    eps: float = KERAS_EPSILON,
+    logits: bool = False,
+    units: Units = "nats",
+    alpha: AlphaMode = "drop",
+    grayscale: bool = False,
+    backend: Backend = "numpy",
+    device: str = "cpu",
+    workers: int | None = None,
+    shard: str | tuple[int, int] | None = None,
+    max_excess: float | None = None,
+    max_image_excess: float | None = None,
+    max_bce: float | None = None,
+    baseline: str | os.PathLike[str] | Report | None = None,
+    max_regression: float | None = None,
+    top: int = 10,
+    progress: bool | Console = False,
+    notes: Notes | None = None,
+) -> Report:
+    """Score every reconstruction in ``recons`` against its target in ``targets``.
+
+    Takes every option of ``bce-eval compare`` (see its ``--help``), named as there with
+    underscores. ``notes`` is called with each note the run makes on the way (ignored files,
+    lossy targets, the shard's size); they are also kept in ``Report.notes``. ``progress``
+    shows a bar on stderr (or on the rich Console given) for runs longer than half a second.
+
+    Raises OptionError (an option's value), ReportError (the baseline), BackendError (torch
+    or the device) or InputError (the folders or the pair list) before any image is read; a
+    pair that cannot be evaluated is a failed entry of ``Report.images``, not an exception.
+    """
+    from . import images
+    from .engine import check_backend, evaluate
+    from .shards import select_shard
+
+    settings = Settings.of(
+        convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
+        backend=backend, device=device, workers=workers, units=units, top=top,
+    )  # fmt: skip
+    plan = _plan(
+        settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+        max_regression=max_regression, baseline=baseline,
+    )  # fmt: skip
+    shard_of_n = _shard(shard)
+    check_backend(plan.settings)
+    targets, recons = Path(targets), Path(recons)
+    pairing = (
+        images.pairs_from_csv(Path(pairs), targets, recons)
+        if pairs is not None
+        else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
+    )
+    if not pairing.pairs:
+        looked_for = ", ".join(images.SUFFIXES)
+        raise InputError(f"{targets} or {recons}", f"no image files (looked for {looked_for})")
+    for path in pairing.ignored:
+        _note(plan, notes, f"note: {printable(path)}: not an image file bce-eval reads; ignored")
+    if pairing.lossy_targets:
+        _note(
+            plan,
+            notes,
+            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, "
+            f"e.g. {printable(pairing.lossy_targets[0])}: "
+            "lossy targets carry compression artefacts into every figure",
+        )
+    selected: Sequence[Pair] = pairing.pairs
+    if shard_of_n:
+        selected = select_shard(pairing.pairs, shard_of_n, lambda pair: pair.name)
+        _note(
+            plan,
+            notes,
+            f"shard {shard_of_n[0]}/{shard_of_n[1]}: {len(selected)} of {len(pairing.pairs)} pairs",
+        )
+    results = _with_progress(evaluate(selected, plan.settings), len(selected), progress)
+    return _conclude(results, plan, shard=shard_of_n)
+
+
+# Layouts of compare_arrays, and where each puts the items, height, width and channels.
+LAYOUTS: dict[str, str] = {
+    "NHWC": "NHWC",
+    "NCHW": "NCHW",
+    "NHW": "NHW",
+    "HWC": "HWC",
+    "CHW": "CHW",
+    "HW": "HW",
+}
+
+
+def _as_numpy(batch: Any, which: str) -> Any:
+    """A NumPy view of an array or a (CPU or device) torch tensor, in its own dtype; bfloat16,
+    which NumPy lacks, becomes float32, which holds every bfloat16 value exactly."""
+    import numpy as np
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(batch, torch.Tensor):
+        tensor = batch.detach()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        return tensor.cpu().numpy()
+    array = np.asarray(batch)
+    if array.dtype.kind not in "buif":
+        raise OptionError(which, f"holds {array.dtype} values; expected numbers (uint8, uint16 or float)")
+    return array
+
+
+def _items(batch: Any, layout: str, which: str) -> list[Any]:
+    """The images of a batch as (height, width, channels) views, by the layout given."""
+    import numpy as np
+
+    array = _as_numpy(batch, which)
+    if array.ndim != len(layout):
+        raise OptionError(
+            which,
+            f"has shape {tuple(array.shape)} ({array.ndim} dimensions) but layout {layout} has {len(layout)}",
+        )
+    if "N" not in layout:
+        array = array[None]
+    order = "N" + layout.replace("N", "")
+    if "C" not in order:
+        array, order = array[..., None], order + "C"
+    return list(np.moveaxis(array, [order.index(axis) for axis in "NHWC"], [0, 1, 2, 3]))
+
+
+def compare_arrays(
+    targets: Any,
+    recons: Any,
+    *,
+    layout: str,
+    names: Sequence[str] | None = None,
+    notes: Notes | None = None,
+    progress: bool | Console = False,
+    **options: Any,
+) -> Report:
+    """Score a batch of reconstructions in memory (NumPy arrays or torch tensors) as
+    ``compare`` scores files, with the same figures as writing each image to a file would give
+    (uint8 and uint16 scaled by their dtype, floats as they are, logits with ``logits=True``).
+
+    ``layout`` says where the items, height, width and channels are: "NHWC", "NCHW", "NHW" for
+    a batch, "HWC", "CHW", "HW" for one image; it is never guessed from the shape. ``names``
+    name the items in the report (default "0", "1", ... zero-padded to sort in order). Arrays
+    carry no alpha flag: every channel is scored. ``options``: the scoring, display and gate
+    options of ``compare`` (convention, eps, logits, units, grayscale, backend, device, top,
+    max_excess, max_image_excess, max_bce, baseline, max_regression).
+    """
+    from .engine import ArrayPair, check_backend, evaluate_arrays
+
+    setting_names = {"convention", "eps", "logits", "units", "grayscale", "backend", "device", "top"}
+    gate_names = {"max_excess", "max_image_excess", "max_bce", "baseline", "max_regression"}
+    unknown = sorted(options.keys() - setting_names - gate_names)
+    if unknown:
+        raise TypeError(f"compare_arrays() got unexpected keyword argument(s) {', '.join(unknown)}")
+    settings = Settings.of(**{k: v for k, v in options.items() if k in setting_names})
+    plan = _plan(settings, **{k: v for k, v in options.items() if k in gate_names})
+    check_backend(plan.settings)
+    key = layout.upper() if isinstance(layout, str) else layout
+    if key not in LAYOUTS:
+        raise OptionError("layout", f"must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    target_items, recon_items = _items(targets, key, "targets"), _items(recons, key, "recons")
+    if len(target_items) != len(recon_items):
+        raise OptionError("recons", f"has {len(recon_items)} items and targets {len(target_items)}")
+    count = len(target_items)
+    if names is None:
+        width = len(str(max(count - 1, 0)))
+        names = [f"{i:0{width}d}" for i in range(count)]
+    names = [str(n) for n in names]
+    if len(names) != count:
+        raise OptionError("names", f"has {len(names)} names for {count} items")
+    if len(set(names)) != count:
+        raise OptionError("names", "must be unique: a name is one image in every report")
+    items: Iterable[ArrayPair] = (
+        ArrayPair(name, f"targets[{i}]", f"recons[{i}]", t, r)
+        for i, (name, t, r) in enumerate(zip(names, target_items, recon_items, strict=True))
+    )
+    results = _with_progress(evaluate_arrays(items, plan.settings), count, progress)
+    del notes  # a batch in memory has no files to note
+    return _conclude(results, plan)
+
+
+def read_report(path: str | os.PathLike[str]) -> Report:
+    """A CSV or JSON report written by bce-eval, read back: its settings (a CSV report records
+    only its unit), images and shard; ReportError if it cannot be read or is not one. Gates
+    are not re-checked: ``verdict`` has none."""
+    from .reports.files import read_report as read_file
+
+    loaded = read_file(path)
+    return Report(
+        loaded.settings,
+        loaded.images,
+        Verdict(loaded.settings.display.units),
+        loaded.shard,
+        source=loaded.path,
+        exact=loaded.exact,
+        settings_recorded=loaded.settings_recorded,
+    )
+
+
+def merge(
+    reports: Sequence[str | os.PathLike[str] | Report],
+    *,
+    max_excess: float | None = None,
+    max_image_excess: float | None = None,
+    max_bce: float | None = None,
+    baseline: str | os.PathLike[str] | Report | None = None,
+    max_regression: float | None = None,
+    top: int = 10,
+) -> Report:
+    """Combine JSON reports (paths or Reports) of shards, or of runs over distinct images, into
+    exactly the figures of a single run over all their images, with the gates asked for.
+
+    Totals come from each image's sums in nats and pixel counts, never from averages. Refused
+    (ReportError): reports made with other settings, an image listed twice, a missing or
+    repeated shard.
+    """
+    from .shards import merged_images
+
+    Thresholds(max_excess, max_image_excess, max_bce, max_regression)  # options first
+    loaded = [r if isinstance(r, Report) else read_report(r) for r in reports]
+    images = merged_images(loaded)
+    first = loaded[0].settings
+    settings = replace(first, display=Display(first.display.units, top))
+    plan = _plan(
+        settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+        max_regression=max_regression, baseline=baseline,
+    )  # fmt: skip
+    return _conclude(images, plan)

@@ -1,0 +1,460 @@
+"""Report files: CSV and JSON written from the view, atomically, and read back.
+
+Each JSON image carries its sums in nats as well as in the report's unit, so reports read back
+(as a baseline, or to merge shards) give exactly the figures of the run that wrote them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import ReportError
+from ..metrics import Sums
+from ..model import ImageResult, Settings, Units, unit_scale
+from ..shards import parse_shard
+from .view import ImageRow, View
+
+if TYPE_CHECKING:
+    from ..gates import Verdict
+
+
+# The layout of the JSON report. Readers (--baseline, merge) refuse a higher number: a newer
+# bce-eval wrote it, and figures it added could be misread. 1 added "format", "shard" and the
+# per-image "sums_nats" that make merged totals exact whatever --units a shard used.
+REPORT_FORMAT = 1
+
+# A file name that is not UTF-8 comes from os.fsdecode() with its bytes as surrogate escapes; text
+# reports write those bytes back (and CSV reports are read with them), so the name is the file's.
+REPORT_ERRORS = "surrogateescape"
+
+CSV_COLUMNS = (
+    "name",
+    "target", "recon", "height", "width", "channels", "pixels", "bce", "entropy", "excess",
+    "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit", "status", "error",
+)  # fmt: skip
+
+
+def _csv_row(row: ImageRow, units: Units, extra_columns: tuple[str, ...]) -> dict[str, Any]:
+    """Every column, "" where a failed pair has no value; floats at full float64 precision."""
+    h, w, c = row.shape or ("", "", "")
+    figures: dict[str, Any] = {}
+    if row.ok:
+        figures = {
+            "pixels": row.pixels,
+            **{k: repr(getattr(row, k)) for k in _FIGURES},
+            "clipped": row.clipped,
+        }
+    values = {
+        **dict.fromkeys((*CSV_COLUMNS, *extra_columns), ""),
+        "name": row.name,
+        "target": row.target,
+        "recon": row.recon,
+        "height": h,
+        "width": w,
+        "channels": c,
+        **figures,
+        "unit": units,
+        "status": row.status,
+        "error": row.error or "",
+    }
+    for column in extra_columns:
+        value = getattr(row, column)
+        values[column] = "" if value is None else repr(value)
+    return values
+
+
+_FIGURES = ("bce", "entropy", "excess", "bce_sum", "entropy_sum", "excess_sum")
+BASELINE_COLUMNS = ("baseline_excess", "excess_delta")
+
+
+def write_csv(view: View, out: IO[str]) -> None:
+    """One row per pair, failed pairs included, figures at full float64 precision; with a
+    baseline, each image's excess there and its change."""
+    extra = BASELINE_COLUMNS if view.has_baseline else ()
+    writer = csv.DictWriter(out, (*CSV_COLUMNS, *extra), lineterminator="\n")
+    writer.writeheader()
+    for row in view.rows:
+        writer.writerow(_csv_row(row, view.units, extra))
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def settings_json(settings: Settings) -> dict[str, Any]:
+    """The settings as reports record them (flat, as report format 1 has them)."""
+    scoring, reading, execution = settings.scoring, settings.reading, settings.execution
+    return {
+        "convention": scoring.convention,
+        "eps": scoring.eps,
+        "logits": scoring.logits,
+        "units": settings.display.units,
+        "alpha": reading.alpha,
+        "grayscale": reading.grayscale,
+        "backend": execution.backend,
+        "device": execution.device,
+        "described": scoring.describe(),
+        "weighting": "pixel",
+    }
+
+
+def _image_json(row: ImageRow, result: ImageResult, units: Units, baseline: bool) -> dict[str, Any]:
+    h, w, c = row.shape or (None, None, None)
+    image: dict[str, Any] = {
+        "name": row.name,
+        "target": row.target,
+        "recon": row.recon,
+        "height": h,
+        "width": w,
+        "channels": c,
+        "pixels": row.pixels,
+        **{k: _finite(getattr(row, k)) if row.ok else None for k in _FIGURES},
+        "clipped": row.clipped,
+        "unit": units,
+        "status": row.status,
+        "error": row.error,
+    }
+    s = result.sums
+    image["sums_nats"] = None if s is None else {"bce": s.bce, "entropy": s.entropy, "excess": s.excess}
+    if baseline and row.baseline_excess is not None:
+        image["baseline_excess"] = row.baseline_excess
+        image["excess_delta"] = row.excess_delta
+    return image
+
+
+def verdict_json(verdict: Verdict, scale: float) -> dict[str, Any]:
+    """The "verdict", "gates" and "baseline" sections of the JSON report."""
+    sections: dict[str, Any] = {
+        "verdict": "pass" if verdict.passed else "fail",
+        "gates": [
+            {
+                "gate": g.option,
+                "figure": g.figure,
+                "threshold": g.threshold,
+                "measured": g.measured,
+                "passed": g.passed,
+                "worst": [{"name": o.name, "value": o.value} for o in g.offenders],
+            }
+            for g in verdict.gates
+        ],
+    }
+    b = verdict.baseline
+    if b is not None:
+        sections["baseline"] = {
+            "path": b.path,
+            "excess": b.excess_before * scale,
+            "excess_now": b.excess_now * scale,
+            "growth": b.growth,
+            "added": b.added,
+            "removed": b.removed,
+        }
+    return sections
+
+
+def to_json(view: View, version: str, *, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """format, version, settings, shard, summary (sums and counts, and the means derived from
+    them), images, and the verdict's sections (gates, baseline).
+
+    Each image also carries its sums in nats (``sums_nats``): scaling to bits and back is not
+    exact in floating point, and merged totals must be exactly those of a single run.
+    """
+    o = view.overall
+    baseline = view.has_baseline
+    return {
+        "format": REPORT_FORMAT,
+        "version": version,
+        "settings": settings_json(view.settings),
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "summary": {
+            "pairs": o.pairs,
+            "failed": o.failed,
+            "pixels": o.pixels,
+            "bce_sum": o.bce_sum,
+            "entropy_sum": o.entropy_sum,
+            "excess_sum": o.excess_sum,
+            "clipped": o.clipped,
+            "bce": o.bce,
+            "entropy": o.entropy,
+            "excess": o.excess,
+            "excess_median": o.excess_median,
+            "excess_p95": o.excess_p95,
+            "excess_max": o.excess_max,
+            "worst": o.worst,
+        },
+        "images": [
+            _image_json(row, result, view.units, baseline)
+            for row, result in zip(view.rows, view.results, strict=True)
+        ],
+        **(verdict_json(view.verdict, view.scale) if view.verdict is not None else {}),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """The document with every non-finite float as null: JSON has no inf or NaN."""
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(document: dict[str, Any], out: IO[str]) -> None:
+    """Write the document; inf and NaN anywhere in it (a sum that overflowed) become null.
+
+    The text is ASCII: every other character is a \\u escape, so a name that is not UTF-8 (its
+    bytes as lone surrogates, \\udcff for 0xff) is still valid JSON and reads back as it was.
+    """
+    json.dump(_json_safe(document), out, indent=2, allow_nan=False)
+    out.write("\n")
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode the report would get from open(): the old file's, or 0o666 less the umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def _report_errors(path: str) -> Iterator[None]:
+    """Any OSError, and text that cannot be encoded, as a ReportError naming the report."""
+    try:
+        yield
+    except OSError as e:
+        raise ReportError(_where(path), f"cannot write: {e.strerror or e}") from None
+    except UnicodeEncodeError as e:
+        text = e.object[e.start : e.end]
+        raise ReportError(_where(path), f"cannot write {text!r}: not encodable as {e.encoding}") from None
+
+
+def _open_text(fd: int) -> IO[str]:
+    return os.fdopen(fd, "w", newline="", encoding="utf-8", errors=REPORT_ERRORS)
+
+
+def write_together(reports: Sequence[tuple[str, Callable[[IO[str]], None]]]) -> None:
+    """Write each (path, writer) report: all replaced together, or none.
+
+    Every report goes to a temporary file beside its path (``.NAME.*.partial``), is flushed to
+    disk, and only when all are complete are they renamed over the old ones, so an error or an
+    interruption while writing leaves the old set as it was and no partial file. '-' is stdout;
+    an existing path that is not a regular file (a device, a pipe) is written directly. Both
+    come after the files.
+
+    Reports are UTF-8, on stdout too, whatever the locale. A file name that is not UTF-8 reaches
+    Python as a str with surrogate escapes; it is written back as the bytes it has on disk
+    (errors="surrogateescape"). Any OSError, on open or on a write, and any text that still cannot
+    be encoded, becomes a ReportError.
+    """
+    direct = [(p, w) for p, w in reports if p == "-" or (Path(p).exists() and not Path(p).is_file())]
+    files = [(p, w) for p, w in reports if (p, w) not in direct]
+    written: list[tuple[str, str]] = []  # (temporary, path)
+    try:
+        for path, write in files:
+            target = Path(path)
+            with _report_errors(path):
+                fd, temporary = tempfile.mkstemp(
+                    dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+                )
+                written.append((temporary, path))
+                os.chmod(temporary, _new_file_mode(target))
+                with _open_text(fd) as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+        for temporary, path in written:
+            with _report_errors(path):
+                os.replace(temporary, path)
+    except BaseException:
+        for temporary, _ in written:
+            with suppress(OSError):
+                os.unlink(temporary)
+        raise
+    for path, write in direct:
+        with _report_errors(path):
+            if path == "-":
+                with _stdout_as_report() as out:
+                    write(out)
+            else:
+                with Path(path).open("w", newline="", encoding="utf-8", errors=REPORT_ERRORS) as out:
+                    write(out)
+
+
+def _where(path: str) -> str:
+    return "stdout" if path == "-" else path
+
+
+@contextmanager
+def _stdout_as_report() -> Iterator[IO[str]]:
+    """stdout as a report file would be written: UTF-8, names kept as their bytes.
+
+    sys.stdout's own encoding and error handler follow the locale (strict under most of them), so
+    the report's bytes go to its binary buffer through a wrapper that is detached, not closed.
+    """
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream put in place of stdout
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    out = io.TextIOWrapper(buffer, encoding="utf-8", errors=REPORT_ERRORS, newline="")
+    try:
+        yield out
+        out.flush()
+    finally:
+        out.detach()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A report file read back: its images (sums in nats) and what it records.
+
+    A CSV report records only its unit (``settings_recorded`` is False; the other settings are
+    the defaults); ``exact`` says whether the sums in nats are exactly those the run had (JSON
+    since format 1, and any report in nats).
+    """
+
+    path: str
+    settings: Settings
+    images: list[ImageResult]
+    shard: tuple[int, int] | None
+    exact: bool
+    settings_recorded: bool
+
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "convention": ("keras", "torch"),
+    "units": ("nats", "bits"),
+    "alpha": ("drop", "include"),
+    "backend": ("numpy", "torch"),
+}
+
+
+def _settings_from_json(recorded: Any) -> Settings:
+    if not isinstance(recorded, dict):
+        raise ValueError("settings is not an object")
+    for key, allowed in _CHOICES.items():
+        if recorded.get(key) not in allowed:
+            raise ValueError(f"settings.{key} is {recorded.get(key)!r}, not one of {', '.join(allowed)}")
+    eps = recorded.get("eps")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 0.5:
+        raise ValueError(f"settings.eps is {eps!r}, not a number in (0, 0.5)")
+    for key in ("logits", "grayscale"):
+        if not isinstance(recorded.get(key), bool):
+            raise ValueError(f"settings.{key} is {recorded.get(key)!r}, not true or false")
+    return Settings.of(
+        convention=recorded["convention"],
+        eps=float(eps),
+        logits=recorded["logits"],
+        units=recorded["units"],
+        alpha=recorded["alpha"],
+        grayscale=recorded["grayscale"],
+        backend=recorded["backend"],
+        device=str(recorded.get("device", "cpu")),
+    )
+
+
+def _sum(value: Any) -> float:
+    # Every term of every sum is >= 0, so a sum the report wrote as null overflowed to +inf.
+    return math.inf if value is None else float(value)
+
+
+def _result(image: Mapping[str, Any], scale: float, nats: Mapping[str, Any] | None) -> ImageResult:
+    name, target, recon = str(image["name"]), str(image["target"] or ""), str(image["recon"] or "")
+    if image["status"] != "ok":
+        return ImageResult(name, target, recon, error=str(image.get("error") or "error"))
+    shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
+    if nats is None:
+        nats = {k: _sum(image[f"{k}_sum"]) / scale for k in ("bce", "entropy", "excess")}
+    sums = Sums(
+        pixels=int(image["pixels"]),
+        bce=_sum(nats["bce"]),
+        entropy=_sum(nats["entropy"]),
+        excess=_sum(nats["excess"]),
+        clipped=int(image["clipped"]),
+    )
+    return ImageResult(name, target, recon, shape, sums)
+
+
+def _read_json(path: Path, text: str) -> Loaded:
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise ReportError(path, f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise ReportError(path, "not a bce-eval JSON report (nested too deeply to read)") from None
+    if not isinstance(document, dict) or not {"settings", "images"} <= document.keys():
+        raise ReportError(path, "not a bce-eval JSON report (it has no settings and images)")
+    version = document.get("format", 0)
+    if not isinstance(version, int) or version > REPORT_FORMAT:
+        raise ReportError(
+            path,
+            f"report format {version!r} is newer than the {REPORT_FORMAT} this bce-eval reads; "
+            "upgrade bce-eval",
+        )
+    try:
+        settings = _settings_from_json(document["settings"])
+        scale = settings.display.scale
+        results = [_result(image, scale, image.get("sums_nats")) for image in document["images"]]
+        shard = parse_shard(document["shard"]) if document.get("shard") else None
+    except KeyError as e:
+        raise ReportError(path, f"not a bce-eval JSON report: an image has no {e.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ReportError(path, f"not a bce-eval JSON report: {e}") from None
+    exact = version >= 1 or settings.display.units == "nats"
+    return Loaded(str(path), settings, results, shard, exact, settings_recorded=True)
+
+
+def _read_csv(path: Path, text: str) -> Loaded:
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # a quoted name may hold a newline
+    except csv.Error as e:
+        raise ReportError(path, f"not a CSV report ({e})") from None
+    needed = {"name", "status", "pixels", "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit"}
+    if rows and not needed <= rows[0].keys():
+        missing = ", ".join(sorted(needed - rows[0].keys()))
+        raise ReportError(path, f"not a bce-eval CSV report (no column {missing})")
+    units = {row["unit"] for row in rows} or {"nats"}
+    if len(units) > 1 or not units <= {"nats", "bits"}:
+        raise ReportError(path, f"not a bce-eval CSV report: unit {', '.join(sorted(units))}")
+    unit: Units = "bits" if units == {"bits"} else "nats"
+    scale = unit_scale(unit)
+    try:
+        results = [_result({k: v if v != "" else None for k, v in row.items()}, scale, None) for row in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReportError(path, f"not a bce-eval CSV report: {e}") from None
+    return Loaded(str(path), Settings.of(units=unit), results, None, unit == "nats", settings_recorded=False)
+
+
+def read_report(path: Path | str) -> Loaded:
+    """A CSV or JSON report written by bce-eval (JSON if the name ends in .json or the text is
+    an object); ReportError if it cannot be read or is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ReportError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        text, utf8 = data.decode("utf-8"), True
+    except UnicodeDecodeError:  # a CSV report holds a name that is not UTF-8 as its bytes
+        text, utf8 = data.decode("utf-8", REPORT_ERRORS), False
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        if not utf8:  # JSON reports are ASCII
+            raise ReportError(path, "not a bce-eval report (not UTF-8 text)")
+        return _read_json(path, text)
+    return _read_csv(path, text)
