@@ -157,14 +157,15 @@ class ArrayPair:
 
 
 def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
-    """An array pair checked as a decoded file would be: no alpha flag, the dtype decides."""
+    """An array pair checked as a decoded file would be: no alpha flag, the dtype decides.
+    Made contiguous (a channels-first batch gives strided views), so that the sums are added
+    in the order a decoded file's are, and come out the same to the last bit."""
     pair = Pair(item.name, item.target, item.recon)
     if settings.scoring.logits and item.recon_pixels.dtype.kind != "f":
         message = f"with logits, reconstructions must hold floats, not {item.recon_pixels.dtype}"
         return _failed(pair, str(InputError(item.recon, message)))
-    return _ready_decoded(
-        pair, Decoded(item.target_pixels, False), Decoded(item.recon_pixels, False), settings
-    )
+    target, recon = (np.ascontiguousarray(a) for a in (item.target_pixels, item.recon_pixels))
+    return _ready_decoded(pair, Decoded(target, False), Decoded(recon, False), settings)
 
 
 def _ready_decoded(
@@ -186,7 +187,7 @@ def _ready_decoded(
         )
     if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
         target, recon = (
-            to_float(Decoded(a, False), p, alpha="include") if a.dtype == np.uint8 else a
+            to_float(Decoded(a, False), p or "", alpha="include") if a.dtype == np.uint8 else a
             for a, p in ((target, pair.target), (recon, pair.recon))
         )
     return _Ready(pair, target, recon)

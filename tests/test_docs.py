@@ -95,3 +95,31 @@ def test_the_readme_has_transcripts_to_check() -> None:
 def test_readme_transcript_is_current(block: str, tmp_path: Path) -> None:
     (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
     assert replay(block, tmp_path) == block
+
+
+def python_examples() -> list[str]:
+    """The README's Python examples: ```pycon blocks of doctest lines."""
+    return re.findall(r"```pycon\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+def test_the_readme_has_python_examples() -> None:
+    assert len(python_examples()) >= 3
+
+
+@pytest.mark.skipif(not (ROOT / "sample_images" / "targets").is_dir(), reason="no sample_images")
+def test_readme_python_examples_run_as_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```pycon block, in order and sharing names, as doctests in a folder that has the
+    sample images (the examples write reports there)."""
+    import doctest
+
+    if "import torch" in "".join(python_examples()):
+        pytest.importorskip("torch")
+    (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
+    monkeypatch.chdir(tmp_path)
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    names: dict[str, object] = {}
+    for i, block in enumerate(python_examples()):
+        test = parser.get_doctest(block, names, f"README pycon block {i + 1}", str(README), 0)
+        runner.run(test, clear_globs=False)
+        names = test.globs  # the next block goes on with these names
+    assert runner.summarize(verbose=False).failed == 0

@@ -441,7 +441,7 @@ def _read_csv(path: Path, text: str) -> Loaded:
     return Loaded(str(path), Settings.of(units=unit), results, None, unit == "nats", settings_recorded=False)
 
 
-def read_report(path: Path | str) -> Loaded:
+def read_report(path: str | os.PathLike[str]) -> Loaded:
     """A CSV or JSON report written by bce-eval (JSON if the name ends in .json or the text is
     an object); ReportError if it cannot be read or is not one."""
     path = Path(path)
