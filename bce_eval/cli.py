@@ -359,8 +359,10 @@ def compare(
     one) divided by the number of pixels, the same as torch's mean over the concatenated batch.
     """
     from .pipeline import compare as run_compare
+    from .reports.files import clean_stale
 
     _check_outputs(csv_path, json_path, junit_path, form)
+    clean_stale(p for p in (csv_path, json_path, junit_path) if p)
     try:
         report = run_compare(
             targets, recons, recon_suffix=recon_suffix, pairs=pairs, convention=convention, eps=eps,
@@ -405,8 +407,10 @@ def merge(
     made with other settings, an image listed twice, a missing or repeated shard.
     """
     from .pipeline import merge as run_merge
+    from .reports.files import clean_stale
 
     _check_outputs(csv_path, json_path, junit_path, form)
+    clean_stale(p for p in (csv_path, json_path, junit_path) if p)
     try:
         report = run_merge(
             reports, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import metrics
-from .errors import BackendError, InputError, printable
+from .errors import BackendError, InputError
 from .images import Decoded, Pair, decode, to_float
 from .model import ImageResult, Settings
 
@@ -120,8 +120,8 @@ def _names(pair: Pair) -> tuple[str, str]:
     return str(pair.target or ""), str(pair.recon or "")
 
 
-def _failed(pair: Pair, error: str, shape: tuple[int, int, int] | None = None) -> ImageResult:
-    return ImageResult(pair.name, *_names(pair), shape, error=error)
+def _failed(pair: Pair, error: InputError, shape: tuple[int, int, int] | None = None) -> ImageResult:
+    return ImageResult(pair.name, *_names(pair), shape, error=str(error), culprit=error.path)
 
 
 def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
@@ -134,13 +134,13 @@ def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = 
 def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     """Both files decoded, or the result that says why they cannot be scored."""
     if pair.problem is not None or pair.target is None or pair.recon is None:
-        return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
+        return _failed(pair, InputError(pair.culprit or "", pair.problem or ""))
     logits = settings.scoring.logits
     try:
         target = decode(pair.target)
         recon = decode(pair.recon, logits=logits)
     except InputError as e:
-        return _failed(pair, str(e))
+        return _failed(pair, e)
     return _ready_decoded(pair, target, recon, settings)
 
 
@@ -163,7 +163,7 @@ def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
     pair = Pair(item.name, item.target, item.recon)
     if settings.scoring.logits and item.recon_pixels.dtype.kind != "f":
         message = f"with logits, reconstructions must hold floats, not {item.recon_pixels.dtype}"
-        return _failed(pair, str(InputError(item.recon, message)))
+        return _failed(pair, InputError(item.recon, message))
     target, recon = (np.ascontiguousarray(a) for a in (item.target_pixels, item.recon_pixels))
     return _ready_decoded(pair, Decoded(target, False), Decoded(recon, False), settings)
 
@@ -178,13 +178,12 @@ def _ready_decoded(
         target = _prepare(target_decoded, pair.target, settings)
         recon = _prepare(recon_decoded, pair.recon, settings, logits=logits)
     except InputError as e:
-        return _failed(pair, str(e))
+        return _failed(pair, e)
     if recon.shape != target.shape:
-        return _failed(
-            pair,
-            f"{printable(recon_name)}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
-            f"differs from the target's {'x'.join(map(str, target.shape))}",
+        shapes = (
+            f"shape {'x'.join(map(str, recon.shape))} (height x width x channels) differs from the target's"
         )
+        return _failed(pair, InputError(recon_name, f"{shapes} {'x'.join(map(str, target.shape))}"))
     if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
         target, recon = (
             to_float(Decoded(a, False), p or "", alpha="include") if a.dtype == np.uint8 else a
@@ -215,7 +214,7 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
             )
     except metrics.ValueOutOfRange as e:
         culprit = _names(pair)[0 if e.which == "target" else 1]
-        return _failed(pair, str(InputError(culprit, _located(e))), _shape(ready.target))
+        return _failed(pair, InputError(culprit, _located(e)), _shape(ready.target))
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
