@@ -578,8 +578,9 @@ def _csv_record(row: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"a row has {len(row) - (None in row)} columns where the header has others")
     record = {k: v if v != "" else None for k, v in row.items()}
     for column in _TEXT_COLUMNS:
-        if record.get(column) is not None:
-            record[column] = csv_text_read(record[column])
+        text = record.get(column)
+        if text is not None:
+            record[column] = csv_text_read(text)
     return record
 
 
