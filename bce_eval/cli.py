@@ -23,8 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import BceEvalError
-from .pipeline import EXIT_GATE, EXIT_INPUT, EXIT_OK
+from .errors import EXIT_GATE, EXIT_INPUT, EXIT_OK, BceEvalError
 
 if TYPE_CHECKING:
     from collections.abc import Callable

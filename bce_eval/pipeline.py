@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import InputError, OptionError, printable
+from .errors import EXIT_GATE, EXIT_INPUT, EXIT_OK, InputError, OptionError, printable
 from .gates import Thresholds, Verdict, check, check_baseline, compare_with_baseline
 from .metrics import KERAS_EPSILON, Sums
 from .model import AlphaMode, Backend, Convention, Display, ImageResult, Settings, Summary, Units
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from .engine import ArrayPair
     from .images import Pair
     from .reports.view import Overall, View
-
-# The exit codes of the command, a contract for CI.
-EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 
 Notes = Callable[[str], None]
 
