@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import metrics
+from . import guards, metrics
 from .images import Decoded, InputError, Pair, decode, printable, to_float
 from .report import ImageResult, Settings
 
@@ -132,16 +132,29 @@ def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = 
     return to_float(decoded, path, alpha=settings.alpha, grayscale=settings.grayscale, logits=logits)
 
 
-def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
-    """Both files decoded, or the result that says why they cannot be scored."""
+def _lookup(decoded: Decoded, settings: Settings, *, logits: bool = False) -> bool:
+    """Whether _prepare keeps the image's bytes, for the lookup path."""
+    return decoded.pixels.dtype == np.uint8 and not settings.grayscale and not logits
+
+
+def _ready(pair: Pair, settings: Settings, budget: int | None = None) -> _Ready | ImageResult:
+    """Both files decoded, or the result that says why they cannot be scored.
+
+    budget: max_image_bytes, checked from each file's header before it is decoded (as for the
+    lookup path when it is 8-bit) and again for the float64 path before a pair goes there."""
     recon_name = _names(pair)[1]
     if pair.problem is not None or pair.target is None or pair.recon is None:
         return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
     try:
-        target = _prepare(decode(pair.target), pair.target, settings)
-        recon = _prepare(
-            decode(pair.recon, logits=settings.logits), pair.recon, settings, logits=settings.logits
-        )
+        decoded_target = decode(pair.target, max_image_bytes=budget)
+        decoded_recon = decode(pair.recon, logits=settings.logits, max_image_bytes=budget)
+        if budget is not None and not (
+            _lookup(decoded_target, settings) and _lookup(decoded_recon, settings, logits=settings.logits)
+        ):
+            for path, decoded in ((pair.target, decoded_target), (pair.recon, decoded_recon)):
+                guards.check_budget(path, decoded.pixels.shape, lookup=False, max_image_bytes=budget)
+        target = _prepare(decoded_target, pair.target, settings)
+        recon = _prepare(decoded_recon, pair.recon, settings, logits=settings.logits)
     except InputError as e:
         return _failed(pair, str(e))
     if recon.shape != target.shape:
@@ -184,7 +197,9 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
-def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
+def _evaluate_chunk(
+    pairs: Sequence[Pair], settings: Settings, budget: int | None = None
+) -> list[ImageResult]:
     """Decode pairs and score them on the CPU; any problem with a pair's files is its error.
 
     Small 8-bit pairs are kept and looked up together (metrics.byte_sums_many), so they do not
@@ -192,7 +207,7 @@ def _evaluate_chunk(pairs: Sequence[Pair], settings: Settings) -> list[ImageResu
     Larger pairs are scored as soon as they are decoded, while their pixels are in cache."""
     results: list[ImageResult | _Ready] = []
     for pair in pairs:
-        item = _ready(pair, settings)
+        item = _ready(pair, settings, budget)
         if isinstance(item, _Ready) and not (item.bytes and metrics.gathered(item.target.size)):
             item = _scored(item, item.target, item.recon, settings)  # a large image, scored at once
         results.append(item)
@@ -238,11 +253,35 @@ def _in_order(
             future.cancel()
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them, and die of SIGTERM at once,
-    whatever handler the main process set before forking them."""
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux), however
+    it dies: a worker whose parent was killed with SIGKILL would otherwise wait on the task
+    queue forever, since every worker holds that pipe's other end. The signal is sent when the
+    thread that forked the worker ends, which for bce-eval is the main thread (the pool's
+    processes are all started at its first submission). If the parent died before this ran,
+    the worker has already been adopted by another process: it ends at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_setup(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them, die of SIGTERM at once,
+    whatever handler the main process set before forking them, and die with their parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
@@ -250,23 +289,34 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     # Windows) the platform's default start method.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux" else None)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
+    )
 
 
 def evaluate(
-    pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
+    pairs: Sequence[Pair],
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    max_image_bytes: int | None = None,
 ) -> Iterator[ImageResult]:
     """Results for every pair, in the order given, computed by ``workers`` processes (NumPy) or
-    decoding threads (torch); memory stays flat however many pairs there are."""
+    decoding threads (torch); memory stays flat however many pairs there are.
+
+    max_image_bytes: the memory one pair may take (guards.pair_bytes), checked from the headers
+    before decoding; a larger pair is an error of its own. By default a quarter of the memory
+    available, shared by the pairs in flight at once (guards.default_max_image_bytes)."""
     workers = max(1, min(workers or default_workers(), len(pairs)))
+    budget = max_image_bytes if max_image_bytes is not None else guards.default_max_image_bytes(workers)
     keep_freed_memory()
     if settings.backend == "torch":
-        yield from _evaluate_torch(pairs, settings, workers)
+        yield from _evaluate_torch(pairs, settings, workers, budget)
         return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
     if workers == 1:
         for chunk in _chunks(pairs, size):
-            yield from _evaluate_chunk(chunk, settings)
+            yield from _evaluate_chunk(chunk, settings, budget)
         return
     if not settings.logits:  # built once here, inherited by forked workers
         metrics.byte_tables(settings.eps, settings.convention)
@@ -276,7 +326,7 @@ def evaluate(
     pool = _process_pool(workers)
     try:
         for results in _in_order(
-            pool, _evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
+            pool, _evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings, budget
         ):
             yield from results
     finally:
@@ -288,8 +338,8 @@ def evaluate(
 # The torch backend: batches on the device.
 
 
-def _ready_chunk(pairs: Sequence[Pair], settings: Settings) -> list[_Ready | ImageResult]:
-    return [_ready(p, settings) for p in pairs]
+def _ready_chunk(pairs: Sequence[Pair], settings: Settings, budget: int | None) -> list[_Ready | ImageResult]:
+    return [_ready(p, settings, budget) for p in pairs]
 
 
 def _batches(items: Iterable[_Ready | ImageResult]) -> Iterator[list[_Ready | ImageResult]]:
@@ -332,12 +382,14 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
 
 
-def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> Iterator[ImageResult]:
+def _evaluate_torch(
+    pairs: Sequence[Pair], settings: Settings, workers: int, budget: int
+) -> Iterator[ImageResult]:
     with ThreadPoolExecutor(workers) as pool:
         decoded = (
             item
             for chunk in _in_order(
-                pool, _ready_chunk, _chunks(pairs, 1), workers * _WINDOW_PER_WORKER, settings
+                pool, _ready_chunk, _chunks(pairs, 1), workers * _WINDOW_PER_WORKER, settings, budget
             )
             for item in chunk
         )
