@@ -20,8 +20,7 @@ import io
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +63,9 @@ class Pair:
 class Pairing:
     pairs: list[Pair]
     ignored: list[str]  # files with other suffixes (notes, hidden files are not listed)
+    # Lines for the user that are not errors: a symbolic link to an enclosing folder (a loop),
+    # not followed, whose files are all reached through the folder itself.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def lossy_targets(self) -> list[str]:
@@ -94,19 +96,48 @@ class _Scan:
     files: dict[str, list[str]]  # image files by key
     ignored: list[str]
     bad: dict[str, str]  # image names that are not readable regular files, and why
+    unlisted: dict[str, tuple[str, str]]  # folders that cannot be listed: key prefix -> (path, why)
+    notes: list[str]
 
 
-def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
+@dataclass(frozen=True)
+class _Walked:
+    entries: list[tuple[os.DirEntry[str], str]]
+    unlisted: dict[str, tuple[str, str]]
+    notes: list[str]
+
+
+def _folder_id(path: str | os.DirEntry[str]) -> tuple[int, int] | None:
+    try:
+        info = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _walk(root: Path) -> _Walked:
     """Every entry under root but folders and hidden names, with its path relative to root
-    (forward slashes). Folders are walked into, links to folders are not."""
-    folders = [(root, "")]
+    (forward slashes). Folders are walked into, symbolic links to folders too, unless the link
+    leads to a folder it is in (a loop: noted, and not followed, since its files are all reached
+    through that folder already). A folder that cannot be listed (no permission, a path longer
+    than the system allows) is recorded with its problem, for the pairs it would hold."""
+    entries: list[tuple[os.DirEntry[str], str]] = []
+    unlisted: dict[str, tuple[str, str]] = {}
+    notes: list[str] = []
+    root_id = _folder_id(str(root))
+    folders: list[tuple[str, str, frozenset[tuple[int, int] | None]]] = [
+        (str(root), "", frozenset({root_id}))
+    ]
     while folders:
-        folder, prefix = folders.pop()
+        folder, prefix, ancestors = folders.pop()
         try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
+            with os.scandir(folder) as listing:
+                listed = list(listing)
         except OSError as e:
-            raise InputError(folder, f"cannot list the folder: {e.strerror or e}") from None
+            if not prefix:
+                raise InputError(folder, f"cannot list the folder: {e.strerror or e}") from None
+            unlisted[prefix] = (folder, f"cannot list the folder: {e.strerror or e}")
+            continue
         for entry in listed:
             if entry.name.startswith("."):
                 continue
@@ -115,11 +146,19 @@ def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
                 is_dir = entry.is_dir()
             except OSError:  # a symbolic link loop: listed, and reported by file_problem
                 is_dir = False
-            if is_dir:
-                if not entry.is_symlink():
-                    folders.append((Path(entry.path), relative + "/"))
+            if not is_dir:
+                entries.append((entry, relative))
                 continue
-            yield entry, relative
+            identity = _folder_id(entry) if entry.is_symlink() else None
+            if identity is not None and identity in ancestors:
+                notes.append(
+                    f"{printable(entry.path)}: a symbolic link to a folder it is in (a loop); not followed"
+                )
+                continue
+            if identity is None:
+                identity = _folder_id(entry)
+            folders.append((entry.path, relative + "/", ancestors | {identity}))
+    return _Walked(entries, unlisted, notes)
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
@@ -142,7 +181,8 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     ignored: list[str] = []
     bad: dict[str, str] = {}
     suffixes = frozenset(s.removeprefix(".") for s in SUFFIXES)
-    for entry, relative in _walk(root):
+    walked = _walk(root)
+    for entry, relative in walked.entries:
         path = entry.path
         key, dot, suffix = relative.rpartition(".")
         if not dot or suffix.lower() not in suffixes:  # a dot in a folder's name leaves a "/"
@@ -158,7 +198,17 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     for paths in found.values():
         paths.sort()
     ignored.sort()
-    return _Scan(found, ignored, bad)
+    return _Scan(found, ignored, bad, walked.unlisted, walked.notes)
+
+
+def _unlisted_folder(name: str, *scans: _Scan) -> tuple[str, str] | None:
+    """The folder, and its problem, that holds name (a key) and could not be listed, if any."""
+    for scan in scans:
+        if scan.unlisted:
+            for prefix, problem in scan.unlisted.items():
+                if name.startswith(prefix):
+                    return problem
+    return None
 
 
 def _ambiguous(paths: list[str]) -> str:
@@ -171,12 +221,22 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
     target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
+    unlisted = target_scan.unlisted or recon_scan.unlisted
     pairs = []
-    for name in sorted(target_files.keys() | recon_files.keys()):
+    names = target_files.keys() | recon_files.keys()
+    for scan in (target_scan, recon_scan):  # a folder with nothing found on the other side either
+        for prefix, (folder, problem) in scan.unlisted.items():
+            if not any(name.startswith(prefix) for name in names):
+                pairs.append(Pair(prefix.rstrip("/"), None, None, problem, folder))
+    for name in sorted(names):
         ts, rs = target_files.get(name, ()), recon_files.get(name, ())
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
-        if len(ts) == 1 == len(rs) and t not in bad and r not in bad:
+        if len(ts) == 1 == len(rs) and t not in bad and r not in bad and not unlisted:
             pairs.append(Pair(name, t, r))  # the usual case, first
+        elif unlisted and (folder := _unlisted_folder(name, target_scan, recon_scan)) is not None:
+            pairs.append(Pair(name, t, r, folder[1], folder[0]))
+        elif len(ts) == 1 == len(rs) and t not in bad and r not in bad:
+            pairs.append(Pair(name, t, r))
         elif len(ts) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
@@ -187,7 +247,8 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
             pairs.append(Pair(name, t, None, f"no reconstruction in {printable(recons)}", t))
         else:  # no target
             pairs.append(Pair(name, None, r, f"no target in {printable(targets)}", r))
-    return Pairing(pairs, target_scan.ignored + recon_scan.ignored)
+    pairs.sort(key=lambda pair: pair.name)
+    return Pairing(pairs, target_scan.ignored + recon_scan.ignored, target_scan.notes + recon_scan.notes)
 
 
 def _unreadable(*paths: Path) -> tuple[str, Path] | None:
@@ -205,24 +266,41 @@ def _name(listed: str) -> str:
     return (path.with_suffix("") if path.suffix else path).as_posix()  # "." and "/" have no suffix
 
 
-def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
+def _outside(path: Path, root: str) -> bool:
+    """Whether path, its symbolic links and .. resolved, lies outside the folder root (resolved)."""
+    try:
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, root]) != root
+    except (OSError, ValueError):  # a NUL in the name, a link loop: file_problem says what
+        return False
+
+
+def pairs_from_csv(listing: Path, targets: Path, recons: Path, *, allow_outside: bool = False) -> Pairing:
     """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
 
     A row that cannot be evaluated (an empty or unreadable path, a pair listed twice, a target
     named as an earlier row's: one target for two reconstructions, or a.png and a.jpg) becomes
     that pair's problem; a list without a single row is an error of its own.
+
+    Paths must lead inside TARGETS and RECONS (after .., absolute paths and symbolic links are
+    resolved): a list from elsewhere must not make bce-eval open /etc/shadow or /proc/self/environ
+    and report on it. A row that leads outside is an error for that row and is never opened;
+    allow_outside (--allow-outside) lifts the rule. The list itself is read defensively
+    (guards.read_input_file): a FIFO or a device is refused at once.
     """
+    data = guards.read_input_file(listing, what="the pair list")
     try:
-        with listing.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = [(reader.line_num, row) for row in reader]
-            columns = reader.fieldnames
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        text = data.decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader]
+        columns = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(listing, f"cannot read the pair list: {e}") from None
     if columns and not {"target", "recon"} <= set(columns):
         raise InputError(listing, "the pair list needs the columns target,recon")
     if not rows:
         raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
+    roots = {"target": os.path.realpath(targets), "recon": os.path.realpath(recons)}
     pairs = []
     first_rows: dict[str, tuple[int, Path, Path]] = {}  # by name: a name is one image in reports
     for line, row in rows:
@@ -244,6 +322,18 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
             # Named by its line: the name belongs to the first row, in every report.
             pairs.append(Pair(f"line {line}", str(target), str(recon), problem, str(listing)))
             continue
+        if not allow_outside:
+            sides = ((t, target, targets, roots["target"]), (r, recon, recons, roots["recon"]))
+            escaped = next(
+                ((listed, folder) for listed, path, folder, root in sides if _outside(path, root)), None
+            )
+            if escaped is not None:
+                problem = (
+                    f"line {line}: {printable(escaped[0])} leads outside {printable(escaped[1])}; "
+                    "not read (--allow-outside reads it)"
+                )
+                pairs.append(Pair(name, str(target), str(recon), problem, str(listing)))
+                continue
         unreadable = _unreadable(target, recon)
         if unreadable is not None:
             problem, culprit = unreadable

@@ -475,7 +475,7 @@ def test_pairs_csv_folder_paths_are_that_pairs_problem(
     _touch(recons, "x.png")
     listing = tmp_path / "pairs.csv"
     listing.write_text(f"target,recon\n{listed},x.png\n")
-    (pair,) = pairs_from_csv(listing, targets, recons).pairs
+    (pair,) = pairs_from_csv(listing, targets, recons, allow_outside=True).pairs
     assert (pair.name, pair.problem) == (listed, "is a folder")
 
 
