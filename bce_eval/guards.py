@@ -24,12 +24,14 @@ from .errors import InputError, printable
 # The memory budget: bytes one pair may take, computed from the headers before anything is decoded.
 
 # Peak bytes the pipeline holds per value of one image (height x width x channels) while it decodes
-# and scores a pair, both files included, measured with tracemalloc on 512x512x3 pairs
-# (tests/test_guards.py holds the pipeline to these figures). 8-bit pairs are looked up in tables:
-# the two decoded images, the decoder's buffers and the uint16 pair index that np.bincount widens
-# to int64. Every other pair is scored in float64, and pixel_maps keeps about twenty float64 arrays
+# and scores a pair, both files included. Measured with tracemalloc (tests/test_hostile_input.py
+# holds the pipeline to these figures): 12.7 on 256x256x3 8-bit pairs, 10.7 on 512x512x3, 179 on
+# 16-bit pairs of either size; libspng's own buffers, which tracemalloc does not see, add about 3
+# (8-bit) or 6 (16-bit), hence the margin. 8-bit pairs are looked up in tables: the files, their
+# verified scanlines, the decoded images and the uint16 pair index that np.bincount widens to
+# int64. Every other pair is scored in float64, and pixel_maps keeps about twenty float64 arrays
 # of the image's size alive at its peak.
-LOOKUP_BYTES_PER_VALUE = 16
+LOOKUP_BYTES_PER_VALUE = 20
 FLOAT_BYTES_PER_VALUE = 200
 # Without a figure from the system (no /proc/meminfo, no sysconf), this much is taken as available.
 ASSUMED_AVAILABLE = 8 << 30
@@ -57,8 +59,8 @@ def available_memory() -> int | None:
 def default_max_image_bytes(workers: int = 1) -> int:
     """The default budget per pair: a quarter of the memory available now, shared by the pairs
     that ``workers`` processes or threads hold at once. On a machine with 22 GiB available and 2
-    workers, 2.75 GiB: a 4096 x 4096 RGB 8-bit pair needs 0.8 GiB, a 1024 x 1024 RGB 16-bit pair
-    0.6 GiB."""
+    workers, 2.75 GiB: a 4096 x 4096 RGB 8-bit pair needs 0.94 GiB, a 1024 x 1024 RGB 16-bit pair
+    0.59 GiB, and a 13000 x 13000 RGB 8-bit one (which a 38-byte WebP can claim) 9.4 GiB."""
     available = available_memory() or ASSUMED_AVAILABLE
     return max(1, available // (MEMORY_SHARE * max(1, workers)))
 
