@@ -511,6 +511,14 @@ def _check_tiff_samples(bits: int, is_float: bool, path: Path | str) -> None:
         )
 
 
+def _tiff_number(value: object, tag: str, path: Path | str) -> int:
+    """A tag that must hold one non-negative integer, as tifffile parsed it (a damaged file can
+    give a tuple of several, or none)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise InputError(path, f"cannot decode: damaged TIFF: {tag} is {value!r}")
+
+
 def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
     """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
 
@@ -536,11 +544,19 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
             raise InputError(
                 path, "signed integer samples are not supported: their range is ambiguous; use unsigned"
             )
-        _check_tiff_samples(page.bitspersample, is_float, path)
-        shape = (page.imagelength, page.imagewidth, max(1, page.samplesperpixel))
-        _check_size(path, shape, (page.bitspersample + 7) // 8, budget)
+        bits = _tiff_number(page.bitspersample, "BitsPerSample", path)
+        _check_tiff_samples(bits, is_float, path)
+        shape = tuple(
+            _tiff_number(getattr(page, field), tag, path)
+            for field, tag in (
+                ("imagelength", "ImageLength"),
+                ("imagewidth", "ImageWidth"),
+                ("samplesperpixel", "SamplesPerPixel"),
+            )
+        )
+        _check_size(path, (*shape[:2], max(1, shape[2])), (bits + 7) // 8, budget)
         photometric = page.photometric
-        if page.bitspersample <= 8 or photometric not in (
+        if bits <= 8 or photometric not in (
             tifffile.PHOTOMETRIC.MINISBLACK,
             tifffile.PHOTOMETRIC.MINISWHITE,
             tifffile.PHOTOMETRIC.RGB,
@@ -607,7 +623,10 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     if kind == "u" and size == 2:
         return pixels / np.float64(65535)
     if kind == "f" and size <= 8:
-        return pixels.astype(np.float64)
+        # A NaN whose payload marks it signalling makes NumPy warn as it widens; the metrics
+        # refuse NaN with the value's place, so the warning would only be a stray line.
+        with np.errstate(invalid="ignore"):
+            return pixels.astype(np.float64)
     if kind == "f":
         raise _wider_than_float64(pixels.dtype, path)
     raise InputError(
@@ -739,7 +758,11 @@ def to_float(
     """float64 (height, width, channels), scaled by sample type (logits as they are)."""
     if logits and decoded.pixels.dtype.itemsize > 8:
         raise _wider_than_float64(decoded.pixels.dtype, path)
-    image = decoded.pixels.astype(np.float64) if logits else normalize(decoded.pixels, path)
+    if logits:
+        with np.errstate(invalid="ignore"):  # as in normalize: NaN is refused by the metrics
+            image = decoded.pixels.astype(np.float64)
+    else:
+        image = normalize(decoded.pixels, path)
     return _channels(image, path, alpha=alpha, has_alpha=decoded.has_alpha, grayscale=grayscale)
 
 
