@@ -75,7 +75,8 @@ def main() -> None:
             _merge(total, future.result())
             if done % 20 == 0:
                 seconds = time.perf_counter() - started
-                print(f"  {total.cases:,} cases, {len(total.failures())} failures, {seconds:.0f} s", flush=True)
+                failures = len(total.failures())
+                print(f"  {total.cases:,} cases, {failures} failures, {seconds:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
     print(f"\nIn process: {total.cases:,} cases in {elapsed:.0f} s ({total.cases / elapsed:.0f} a second)")
     _report(total)
