@@ -10,6 +10,7 @@ naming the file, and the run must go on with the other pairs.
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import os
 import stat
@@ -194,6 +195,45 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):  # 
 _filters_seen: list[object] = [None, -1]  # the warnings.filters list last checked, and its length
 
 
+class LibraryError(Warning):
+    """A decoder library's log record at ERROR or above, caught while a file is decoded."""
+
+
+class _LibraryLogHandler(logging.Handler):
+    """On the decoder libraries' top loggers (PIL, tifffile), which their modules' loggers
+    propagate to: while this thread decodes a file, a record at ERROR or above goes to the file's
+    sink (its error), and none reaches Python's last-resort handler, which would print it on
+    stderr. Below ERROR, tifffile and Pillow report metadata they skipped (a description they
+    could not parse); the decode itself says whether the pixels could be read. Outside a decode,
+    a record goes where it would have gone: to the last-resort handler when logging is not
+    configured (a handler here keeps logging from calling it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(_local, "sink", None)
+        if sink is not None:
+            if record.levelno >= logging.ERROR:
+                sink.append((LibraryError, record.getMessage()))
+            return
+        last_resort = logging.lastResort
+        if (
+            not logging.getLogger().handlers
+            and last_resort is not None
+            and record.levelno >= last_resort.level
+        ):
+            last_resort.handle(record)
+
+
+_log_handler = _LibraryLogHandler()
+_LIBRARY_LOGGERS = ("PIL", "tifffile", "png")
+
+
+def _catch_library_logs() -> None:
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _log_handler not in logger.handlers:
+            logger.addHandler(_log_handler)
+
+
 def _install_warning_hook() -> None:
     """Route warnings to the decoding thread's sink, keeping whatever showwarning was there for
     every other warning; installed again when something (pytest, catch_warnings) replaced it."""
@@ -201,6 +241,7 @@ def _install_warning_hook() -> None:
     if warnings.showwarning is _showwarning and _filters_seen == [filters, len(filters)]:
         return  # the usual case, without the lock
     with _lock:
+        _catch_library_logs()
         if warnings.showwarning is not _showwarning:
             _showwarning.previous = warnings.showwarning  # type: ignore[attr-defined]
             warnings.showwarning = _showwarning

@@ -525,13 +525,9 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
     max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
     """
-    # tifffile logs what it finds wrong with a damaged file, over several lines; what makes the
-    # file unreadable reaches bce-eval as an exception, reported in one line.
-    import logging
-
+    # What tifffile logs about a damaged file is caught by the boundary (guards.decoding).
     import tifffile
 
-    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     guards.quiet_libtiff()
 
     with tifffile.TiffFile(path) as tif:
@@ -577,6 +573,9 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
         has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
     if separate:
         pixels = np.moveaxis(pixels, 0, -1)
+    height, width, samples = shape
+    if pixels.shape != (height, width, samples) and not (samples == 1 and pixels.shape == (height, width)):
+        raise InputError(path, f"cannot decode: damaged TIFF: decoded {pixels.shape} for a header of {shape}")
     if inverted and pixels.dtype.kind == "u":
         grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]  # alpha, if any, keeps its sense
         grey[...] = np.iinfo(pixels.dtype).max - grey

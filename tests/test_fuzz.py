@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,46 +73,75 @@ def _on_alarm(signum: int, frame: object) -> None:
 
 def run_in_process(cases: list[fuzz_corpus.Case], folder: Path, tally: Tally) -> None:
     """Each case as one pair through the engine (one process, so that an exception is seen as
-    such and a hang is cut by SIGALRM)."""
+    such and a hang is cut by SIGALRM). Whatever anything writes on file descriptors 1 and 2
+    meanwhile (a library's log line, a C library's message) is a stray line for its case."""
     settings = Settings()
     previous = signal.signal(signal.SIGALRM, _on_alarm)
+    spill = open(folder / "spill", "w+b")  # noqa: SIM115  # closed in finally
+    saved = [os.dup(1), os.dup(2)]
     try:
         for case in cases:
-            where = folder / str(case.index)
-            (where / "t").mkdir(parents=True)
-            (where / "r").mkdir()
-            target, recon = where / "t" / case.name, where / "r" / case.name
-            target.write_bytes(case.target)
-            recon.write_bytes(case.recon)
-            label = f"case {case.index} ({case.origin})"
-            started = time.perf_counter()
-            signal.alarm(HANG_SECONDS)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(spill.fileno(), 1)
+            os.dup2(spill.fileno(), 2)
             try:
-                (result,) = evaluate(
-                    [Pair(case.name, str(target), str(recon))], settings, workers=1, max_image_bytes=BUDGET
-                )
-            except Hang:
-                tally.hangs.append(label)
-                continue
-            except Exception as e:  # what a user would see as a traceback
-                tally.tracebacks.append(f"{label}: {type(e).__name__}: {e}")
-                continue
+                _one_case(case, folder, settings, tally)
             finally:
-                signal.alarm(0)
-            elapsed = time.perf_counter() - started
-            tally.cases += 1
-            if result.error is None:
-                tally.scored += 1
-                if not fuzz_corpus.strictly_valid(case.target):
-                    tally.damaged_scored.append(label)
-            else:
-                tally.refused += 1
-                if "\n" in result.error or "\r" in result.error:
-                    tally.multiline_errors.append(f"{label}: {result.error!r}")
-                if case.origin == "bomb" and elapsed > BOMB_SECONDS:
-                    tally.slow_bombs.append(f"{label}: {elapsed:.2f} s")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+            if spill.tell():
+                spill.seek(0)
+                text = spill.read().decode("utf-8", "backslashreplace").strip()
+                tally.stray_warnings.append(f"case {case.index} ({case.origin}) printed: {text[:200]!r}")
+                spill.seek(0)
+                spill.truncate()
     finally:
         signal.signal(signal.SIGALRM, previous)
+        for fd in saved:
+            os.close(fd)
+        spill.close()
+
+
+def _one_case(case: fuzz_corpus.Case, folder: Path, settings: Settings, tally: Tally) -> None:
+    where = folder / str(case.index)
+    (where / "t").mkdir(parents=True)
+    (where / "r").mkdir()
+    target, recon = where / "t" / case.name, where / "r" / case.name
+    target.write_bytes(case.target)
+    recon.write_bytes(case.recon)
+    label = f"case {case.index} ({case.origin})"
+    started = time.perf_counter()
+    signal.alarm(HANG_SECONDS)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            (result,) = evaluate(
+                [Pair(case.name, str(target), str(recon))], settings, workers=1, max_image_bytes=BUDGET
+            )
+        tally.stray_warnings += [f"{label}: {w.category.__name__}: {w.message}" for w in caught]
+    except Hang:
+        tally.hangs.append(label)
+        return
+    except Exception as e:  # what a user would see as a traceback
+        tally.tracebacks.append(f"{label}: {type(e).__name__}: {e}")
+        return
+    finally:
+        signal.alarm(0)
+    elapsed = time.perf_counter() - started
+    tally.cases += 1
+    if result.error is None:
+        tally.scored += 1
+        if not fuzz_corpus.strictly_valid(case.target):
+            tally.damaged_scored.append(label)
+    else:
+        tally.refused += 1
+        if "\n" in result.error or "\r" in result.error:
+            tally.multiline_errors.append(f"{label}: {result.error!r}")
+        if case.origin == "bomb" and elapsed > BOMB_SECONDS:
+            tally.slow_bombs.append(f"{label}: {elapsed:.2f} s")
 
 
 def test_fuzz_in_process(tmp_path: Path) -> None:
