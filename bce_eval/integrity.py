@@ -25,6 +25,12 @@ _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: 
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _MAX_CHUNK = (1 << 31) - 1
 _U32 = struct.Struct(">I")
+_STORED_HEADER = struct.Struct("<HH")  # a stored deflate block's length and its complement
+_IDAT_CRC = zlib.crc32(b"IDAT")
+_IEND = b"\0\0\0\0IEND\xaeB`\x82"
+# Compressed image data up to this size is inflated in one call: deflate expands at most 1032
+# times, so whatever it claims, no more than 66 MB come out before the size is compared.
+_INFLATE_AT_ONCE = 1 << 16
 _STORED_BLOCK = 0xFFFF
 
 
@@ -93,6 +99,22 @@ class CheckedPng:
     def stored(self) -> bytes:
         """An equivalent PNG whose image data is one IDAT chunk of uncompressed (stored) deflate
         blocks: decoders read it at memory speed, without inflating again."""
+        if len(self.scanlines) <= _STORED_BLOCK:  # one block: the usual small image, in a few copies
+            size = len(self.scanlines)
+            body = b"\x78\x01\x01" + _STORED_HEADER.pack(size, size ^ 0xFFFF) + self.scanlines + self.adler
+            crc = zlib.crc32(body, _IDAT_CRC)
+            return b"".join(
+                [
+                    PNG_SIGNATURE,
+                    self.ihdr,
+                    *self.kept,
+                    _U32.pack(len(body)),
+                    b"IDAT",
+                    body,
+                    _U32.pack(crc),
+                    _IEND,
+                ]
+            )
         view = memoryview(self.scanlines)
         blocks: list[bytes | memoryview] = [b"\x78\x01"]  # zlib header: deflate, 32K window
         for start in range(0, len(view), _STORED_BLOCK):
@@ -113,7 +135,7 @@ class CheckedPng:
                 b"IDAT",
                 *blocks,
                 struct.pack(">I", crc),
-                b"\0\0\0\0IEND\xaeB`\x82",
+                _IEND,
             ]
         )
 
@@ -182,8 +204,16 @@ def _inflate(parts: list[memoryview], size: int, path: Path | str) -> tuple[byte
     """The zlib stream split over parts, inflated to exactly size bytes; zlib checks the Adler-32
     when it reaches the stream's end, which it must, right after them. Never more than size
     bytes are produced, whatever the stream holds."""
-    inflater = zlib.decompressobj()
     stream = parts[0] if len(parts) == 1 else b"".join(parts)
+    if len(stream) <= _INFLATE_AT_ONCE:
+        try:  # zlib.decompress checks the Adler-32 and refuses a stream without its end
+            out = zlib.decompress(stream)
+        except zlib.error as e:
+            raise _damaged(path, f"its compressed image data fails to inflate ({e})") from None
+        if len(out) != size:
+            raise _damaged(path, f"its image data holds {len(out):,} bytes where its header implies {size:,}")
+        return out, _U32.pack(zlib.adler32(out))
+    inflater = zlib.decompressobj()
     try:
         out = inflater.decompress(stream, size)
         if len(out) == size and not inflater.eof and inflater.decompress(inflater.unconsumed_tail, 1):
