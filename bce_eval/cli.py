@@ -304,6 +304,13 @@ def compare(
             help="CSV with columns target,recon listing the pairs; paths relative to TARGETS and RECONS.",
         ),
     ] = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside",
+            help="Let --pairs rows name files outside TARGETS and RECONS (absolute paths, ../).",
+        ),
+    ] = False,
     top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
     csv_path: Annotated[
         str | None, typer.Option("--csv", help="Write one row per pair to this CSV file ('-' for stdout).")
@@ -336,6 +343,15 @@ def compare(
         bool,
         typer.Option("--grayscale", help="Convert both sides to luminance (ITU-R 601-2, in float64) first."),
     ] = False,
+    max_image_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-image-bytes",
+            metavar="BYTES",
+            help="Memory one pair may take, checked from the headers before decoding (larger pairs "
+            "are an error of their own); default: a quarter of the available memory over the workers.",
+        ),
+    ] = None,
     max_excess: MaxExcessOpt = None,
     max_image_excess: MaxImageExcessOpt = None,
     max_bce: MaxBceOpt = None,
@@ -364,8 +380,9 @@ def compare(
     clean_stale(p for p in (csv_path, json_path, junit_path) if p)
     try:
         report = run_compare(
-            targets, recons, recon_suffix=recon_suffix, pairs=pairs, convention=convention, eps=eps,
-            logits=logits, units=units, alpha=alpha, grayscale=grayscale, backend=backend, device=device,
+            targets, recons, recon_suffix=recon_suffix, pairs=pairs, allow_outside=allow_outside,
+            convention=convention, eps=eps, logits=logits, units=units, alpha=alpha, grayscale=grayscale,
+            max_image_bytes=max_image_bytes, backend=backend, device=device,
             workers=workers, shard=shard, max_excess=max_excess, max_image_excess=max_image_excess,
             max_bce=max_bce, baseline=baseline, max_regression=max_regression, top=top,
             progress=_show_progress(quiet) and stderr, notes=_note,

@@ -20,12 +20,12 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
-from . import metrics
+from . import guards, metrics
 from .errors import BackendError, InputError
 from .images import Decoded, Pair, decode, to_float
 from .model import ImageResult, Settings
@@ -131,14 +131,26 @@ def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = 
     return to_float(decoded, path, alpha=reading.alpha, grayscale=reading.grayscale, logits=logits)
 
 
+def _lookup(decoded: Decoded, settings: Settings, *, logits: bool = False) -> bool:
+    """Whether _prepare keeps the image's bytes, for the lookup path."""
+    return decoded.pixels.dtype == np.uint8 and not settings.reading.grayscale and not logits
+
+
 def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
-    """Both files decoded, or the result that says why they cannot be scored."""
+    """Both files decoded, or the result that says why they cannot be scored.
+
+    The settings' max_image_bytes is checked from each file's header before it is decoded (as
+    for the lookup path when it is 8-bit) and again for the float64 path before a pair goes
+    there."""
     if pair.problem is not None or pair.target is None or pair.recon is None:
         return _failed(pair, InputError(pair.culprit or "", pair.problem or ""))
-    logits = settings.scoring.logits
+    logits, budget = settings.scoring.logits, settings.reading.max_image_bytes
     try:
-        target = decode(pair.target)
-        recon = decode(pair.recon, logits=logits)
+        target = decode(pair.target, max_image_bytes=budget)
+        recon = decode(pair.recon, logits=logits, max_image_bytes=budget)
+        if budget is not None and not (_lookup(target, settings) and _lookup(recon, settings, logits=logits)):
+            for path, decoded in ((pair.target, target), (pair.recon, recon)):
+                guards.check_budget(path, decoded.pixels.shape, lookup=False, max_image_bytes=budget)
     except InputError as e:
         return _failed(pair, e)
     return _ready_decoded(pair, target, recon, settings)
@@ -281,11 +293,35 @@ def _in_order(
             future.cancel()
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them, and die of SIGTERM at once,
-    whatever handler the main process set before forking them."""
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux), however
+    it dies: a worker whose parent was killed with SIGKILL would otherwise wait on the task
+    queue forever, since every worker holds that pipe's other end. The signal is sent when the
+    thread that forked the worker ends, which for bce-eval is the main thread (the pool's
+    processes are all started at its first submission). If the parent died before this ran,
+    the worker has already been adopted by another process: it ends at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_setup(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them, die of SIGTERM at once,
+    whatever handler the main process set before forking them, and die with their parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
@@ -293,7 +329,9 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     # Windows) the platform's default start method.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux" else None)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
+    )
 
 
 def evaluate(
@@ -301,8 +339,16 @@ def evaluate(
 ) -> Iterator[ImageResult]:
     """Results for every pair, in the order given, computed by ``workers`` (default: the
     settings') processes (NumPy) or decoding threads (torch); memory stays flat however many
-    pairs there are."""
+    pairs there are.
+
+    The settings' max_image_bytes is the memory one pair may take (guards.pair_bytes), checked
+    from the headers before decoding; a larger pair is an error of its own. By default (None) a
+    quarter of the memory available, shared by the pairs in flight at once
+    (guards.default_max_image_bytes)."""
     workers = max(1, min(workers or settings.execution.workers or default_workers(), len(pairs)))
+    if settings.reading.max_image_bytes is None:
+        budget = guards.default_max_image_bytes(workers)
+        settings = replace(settings, reading=replace(settings.reading, max_image_bytes=budget))
     keep_freed_memory()
     scoring = settings.scoring
     if settings.execution.backend == "torch":

@@ -81,9 +81,18 @@ class Reading:
 
     alpha: AlphaMode = "drop"
     grayscale: bool = False
+    # The memory one pair may take, checked from the files' headers before decoding; None:
+    # sized for this machine when the run starts (guards.default_max_image_bytes).
+    max_image_bytes: int | None = None
 
     def __post_init__(self) -> None:
         _choice("--alpha", self.alpha, ALPHA_MODES)
+        if self.max_image_bytes is not None and not (
+            isinstance(self.max_image_bytes, int) and self.max_image_bytes >= 1
+        ):
+            raise OptionError(
+                "--max-image-bytes", f"must be a whole number >= 1, not {self.max_image_bytes!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,7 @@ class Settings:
         logits: bool = False,
         alpha: AlphaMode = "drop",
         grayscale: bool = False,
+        max_image_bytes: int | None = None,
         backend: Backend = "numpy",
         device: str = "cpu",
         workers: int | None = None,
@@ -144,7 +154,7 @@ class Settings:
         """Settings from the options as the command and ``bce_eval.compare`` name them."""
         return cls(
             Scoring(convention, eps, logits),
-            Reading(alpha, grayscale),
+            Reading(alpha, grayscale, max_image_bytes),
             Execution(backend, device, workers),
             Display(units, top),
         )

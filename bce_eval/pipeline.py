@@ -239,12 +239,14 @@ def compare(
     *,
     recon_suffix: str = "",
     pairs: str | os.PathLike[str] | None = None,
+    allow_outside: bool = False,
     convention: Convention = "keras",
     eps: float = KERAS_EPSILON,
     logits: bool = False,
     units: Units = "nats",
     alpha: AlphaMode = "drop",
     grayscale: bool = False,
+    max_image_bytes: int | None = None,
     backend: Backend = "numpy",
     device: str = "cpu",
     workers: int | None = None,
@@ -275,7 +277,8 @@ def compare(
 
     settings = Settings.of(
         convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
-        backend=backend, device=device, workers=workers, units=units, top=top,
+        max_image_bytes=max_image_bytes, backend=backend, device=device, workers=workers,
+        units=units, top=top,
     )  # fmt: skip
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
@@ -285,7 +288,7 @@ def compare(
     check_backend(plan.settings)
     targets, recons = Path(targets), Path(recons)
     pairing = (
-        images.pairs_from_csv(Path(pairs), targets, recons)
+        images.pairs_from_csv(Path(pairs), targets, recons, allow_outside=allow_outside)
         if pairs is not None
         else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
     )

@@ -25,6 +25,7 @@ import argparse
 import importlib.metadata
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -246,8 +247,9 @@ def compare_command(folder: Path, options: CompareOptions, workers: int | None) 
 class Contender:
     label: str
     command: list[str]
-    kind: str  # "compare", "floor" or "naive"
+    kind: str  # "compare", "earlier" (compare from another checkout), "floor" or "naive"
     env: dict[str, str] = field(default_factory=dict)  # added to the child's environment
+    cwd: str | None = None  # where the child runs: `python -m bce_eval` imports the package found there
 
 
 # glibc's malloc keeping freed memory for the next image, as bce_eval.engine.keep_freed_memory
@@ -261,33 +263,46 @@ class Timing:
     seconds: float  # median
     spread: float  # max - min over the rounds, in seconds
     output: str
+    cpu: float = 0.0  # median CPU seconds (user + system) of the process and its workers
 
 
-def run(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Wall time of one whole process, and its stdout; a failure stops the benchmark."""
+def run(
+    command: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> tuple[float, str, float]:
+    """Wall time of one whole process, its stdout, and the CPU time it and its workers took
+    (less sensitive than wall time to other programs on a shared machine); a failure stops the
+    benchmark."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env={**CHILD_ENV, **(env or {})})
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**CHILD_ENV, **(env or {})}, cwd=cwd
+    )
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
         raise SystemExit(f"failed (exit {result.returncode}): {' '.join(command)}\n{tail}")
-    return seconds, result.stdout
+    return seconds, result.stdout, cpu
 
 
 def time_side_by_side(contenders: list[Contender], repeats: int) -> list[Timing]:
     """Rounds in which every contender runs once, so drift in the machine hits all of them alike."""
     seconds: dict[str, list[float]] = {c.label: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.label: [] for c in contenders}
     outputs: dict[str, str] = {}
     for _ in range(repeats):
         for contender in contenders:
-            elapsed, outputs[contender.label] = run(contender.command, contender.env)
+            elapsed, outputs[contender.label], used = run(contender.command, contender.env, contender.cwd)
             seconds[contender.label].append(elapsed)
+            cpu[contender.label].append(used)
     return [
         Timing(
             c,
             statistics.median(seconds[c.label]),
             max(seconds[c.label]) - min(seconds[c.label]),
             outputs[c.label],
+            statistics.median(cpu[c.label]),
         )
         for c in contenders
     ]
@@ -309,11 +324,17 @@ def floor_decoders(image_set: ImageSet) -> list[tuple[str, str, str]]:
 
 
 def contenders_for(
-    image_set: ImageSet, folder: Path, options: CompareOptions, workers: int | None
+    image_set: ImageSet,
+    folder: Path,
+    options: CompareOptions,
+    workers: int | None,
+    earlier: Path | None = None,
 ) -> tuple[list[Contender], list[str]]:
-    compare = compare_command(folder, options, workers)
+    compare = compare_command(folder.resolve(), options, workers)
     shown = "bce-eval compare" + "".join(f" {a}" for a in compare[6:])
     contenders = [Contender(shown, compare, "compare")]
+    if earlier is not None:  # the same command, with the bce_eval package of another checkout
+        contenders.append(Contender(f"compare from {earlier.name}", compare, "earlier", cwd=str(earlier)))
     skipped = []
     for decoder, pool, package in floor_decoders(image_set):
         if version(package) is None:
@@ -380,6 +401,12 @@ def print_set(
     for note in skipped:
         print(f"  note: {note}")
     compare = timings[0]
+    for t in timings:
+        if t.contender.kind == "earlier":
+            print(
+                f"  compare / {t.contender.label}: {t.seconds / compare.seconds:.3f} of its pairs/s; "
+                f"CPU seconds {compare.cpu:.3f} against {t.cpu:.3f} ({compare.cpu / t.cpu:.3f})"
+            )
     floors = [t for t in timings if t.contender.kind == "floor"]
     best = min(floors, key=lambda t: t.seconds) if floors else None
     if best:
@@ -539,6 +566,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE / "data", help="where the images are generated")
     parser.add_argument("--regenerate", action="store_true", help="write the images again")
     parser.add_argument("--workers", type=int, help="passed to compare as --workers, if it has that option")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="DIR",
+        help="also time compare with the bce_eval package in DIR (another commit's checkout), side by side",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -566,7 +599,7 @@ def main() -> None:
         pairs = image_set.quick_pairs if args.quick else image_set.pairs
         folder = ensure_data(image_set, args.data, pairs, args.regenerate)
         warm_cache(folder)
-        contenders, skipped = contenders_for(image_set, folder, options, args.workers)
+        contenders, skipped = contenders_for(image_set, folder, options, args.workers, args.compare_with)
         timings = time_side_by_side(contenders, args.repeats)
         results.append(print_set(image_set, pairs, folder, timings, skipped))
         check_identity(image_set, folder)

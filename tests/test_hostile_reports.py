@@ -179,10 +179,8 @@ def test_a_fifo_or_a_device_as_a_report_is_refused_at_once(tmp_path: Path) -> No
 
     threading.Thread(target=read, daemon=True).start()
     assert done.wait(10), "reading a FIFO blocked"
-    assert errors == [
-        f"{fifo}: cannot read: not a regular file",
-        "/dev/zero: cannot read: not a regular file",
-    ]
+    problem = "cannot read the report: not a regular file (a pipe or a device)"
+    assert errors == [f"{fifo}: {problem}", f"/dev/zero: {problem}"]
 
 
 def test_reports_are_replaced_together_or_not_at_all(folders: tuple[Path, Path], tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import io
 import json
 import math
 import os
-import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import ReportError
+from ..errors import InputError, ReportError
 from ..metrics import Sums
 from ..model import ImageResult, Settings, Units, unit_scale
 from ..shards import parse_shard
@@ -584,32 +583,15 @@ def _csv_record(row: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
-# Reports larger than this are refused rather than read: about four million images.
-MAX_REPORT_BYTES = 2 << 30
-
-
 def _read_regular(path: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_REPORT_BYTES. A FIFO, a device (/dev/zero)
-    or a folder is refused at once: opened without blocking, checked before a byte is read."""
+    """The report's bytes, read defensively (guards.read_input_file): a FIFO or a device such
+    as /dev/zero is refused at once, and so is a file too large to be a report."""
+    from ..guards import read_input_file
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except OSError as e:
-        raise ReportError(path, f"cannot read: {e.strerror or e}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise ReportError(path, f"cannot read: {kind}")
-        if info.st_size > MAX_REPORT_BYTES:
-            raise ReportError(
-                path, f"cannot read: {info.st_size:,} bytes, more than a report's {MAX_REPORT_BYTES:,}"
-            )
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_REPORT_BYTES + 1)
-    except OSError as e:
-        raise ReportError(path, f"cannot read: {e.strerror or e}") from None
-    finally:
-        os.close(fd)
+        return read_input_file(path, what="the report")
+    except InputError as e:
+        raise ReportError(path, e.problem) from None
 
 
 def read_report(path: str | os.PathLike[str]) -> Loaded:
