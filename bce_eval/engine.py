@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import metrics
+from . import kernels, metrics
 from .images import Decoded, InputError, Pair, decode, printable, to_float
 from .report import ImageResult, Settings
 
@@ -107,7 +107,8 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class _Ready:
-    """A decoded pair ready to score: both uint8 (the lookup path) or both float64."""
+    """A decoded pair ready to score: both uint8 (the lookup path); with the NumPy backend, other
+    pairs in their stored sample types (kernels.image_sums), with torch both float64."""
 
     pair: Pair
     target: np.ndarray
@@ -126,8 +127,17 @@ def _failed(pair: Pair, error: str, shape: tuple[int, int, int] | None = None) -
     return ImageResult(pair.name, *_names(pair), shape, error=error)
 
 
+# Sample types kernels.image_sums takes as stored: scaling them to float64 first would cost more
+# than scoring them.
+_STORED = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))
+
+
 def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
-    if decoded.pixels.dtype == np.uint8 and not settings.grayscale and not logits:
+    dtype = decoded.pixels.dtype
+    stored = dtype == np.uint8 and not logits  # the lookup path
+    if settings.backend == "numpy":
+        stored = dtype in _STORED and (dtype.kind == "f" or not logits)
+    if stored and not settings.grayscale:
         return decoded.channels(settings.alpha)
     return to_float(decoded, path, alpha=settings.alpha, grayscale=settings.grayscale, logits=logits)
 
@@ -150,7 +160,8 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
             f"{printable(recon_name)}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
             f"differs from the target's {'x'.join(map(str, target.shape))}",
         )
-    if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
+    # torch: one side 8-bit, the other float64: score both in float64.
+    if target.dtype != recon.dtype and settings.backend != "numpy":
         target, recon = (
             to_float(Decoded(a, False), p, alpha="include") if a.dtype == np.uint8 else a
             for a, p in ((target, pair.target), (recon, pair.recon))
@@ -174,6 +185,10 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     try:
         if ready.bytes:
             sums = metrics.byte_sums(target, recon, eps=settings.eps, convention=settings.convention)
+        elif isinstance(target, np.ndarray):
+            sums = kernels.image_sums(
+                target, recon, eps=settings.eps, convention=settings.convention, from_logits=settings.logits
+            )
         else:
             sums = metrics.sums(
                 target, recon, eps=settings.eps, convention=settings.convention, from_logits=settings.logits
