@@ -10,17 +10,21 @@ another exact form:
   is the entropy sum plus the excess sum; for 8- and 16-bit targets the entropy sum is the
   target's histogram dotted with a table of H at each level (``level_entropy``), and y = k / 255
   or k / 65535 is made from the stored integer k, block by block.
-- excess = -[y log1p(d / y) + (1 - y) log1p(-d / (1 - y))], d = p - y, in two log1p passes
-  and two dot products. The two terms cancel to O(d^2), so the absolute error of a value is
-  a few ulp of |d| (NumPy's log1p and log are within about 1 ulp): relative to the excess,
-  about 8 ulp * y (1 - y) / |d|. Where that could exceed about 1e-13 (|d| < ``NEAR`` * y (1 - y)),
-  a series is used instead (``_near``): it converges fast exactly there. A block whose mean d^2
-  is large enough is certified without looking at each value (``_certified``).
+- excess = -[y log1p(d / y) + (1 - y) log1p(-d / (1 - y))], d = p - y ("the direct form"), in
+  two log1p passes and two dot products. The two terms cancel to O(d^2), so the absolute error
+  of a value is a few ulp of |d| (NumPy's log1p is within about 1 ulp): relative to the excess,
+  about 8 ulp * y (1 - y) / |d|. A block is scored by it alone when a bound on its error, from
+  sum d^2 and the block's excess, is below 2e-13 of that excess (``_certified``); otherwise the
+  values with |d| < ``NEAR`` y (1 - y) are scored by a series that converges fast exactly there
+  (``_near``), the others by the direct form, each then within about 1e-13.
 - Saturated values (p below 1e-3 y, or 1 - p below 1e-3 (1 - y)), where log1p(d / y) is ill
-  conditioned, and every value the torch convention floors are few: they are scored by
-  ``metrics.pixel_maps`` itself (``_exact``).
+  conditioned, and every value the torch convention floors at -100 are few in real images: they
+  are scored by ``metrics.pixel_maps`` itself, once an image.
 - Logits: d = (w a - y b) / (a + b) with a = e^min(x, 0) and b = e^min(-x, 0), so p = a / (a + b)
   and 1 - p = b / (a + b) keep their full relative precision at both ends without a branch.
+
+NumPy alone, on purpose: numexpr (about 30 ns a value) and a numba loop (about 15 ns, and 0.3 to
+0.5 s of import and cached load in every process) were slower here (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -45,11 +49,14 @@ NEAR = 0.04
 # p below SATURATED * y (or 1 - p below SATURATED * (1 - y)): log1p(d / y) is ill conditioned.
 SATURATED = 1e-3
 # A block is certified for the direct form when its error bound, 2 * _ERROR_ULPS * u * (sum |d|
-# + sum excess), is below _TOLERANCE * sum excess; see _certified.
+# + sum excess), is below _TOLERANCE * sum excess; see _certified. _ERROR_ULPS covers the
+# roundings of d, d / y, log1p and the products (about 4 ulp) and the dot products' accumulation
+# (OpenBLAS sums in many lanes: a few ulp as errors fall, not the worst case of n / lanes ulp);
+# the tests hold the result to 1e-12 of 50-digit references.
 _ERROR_ULPS = 8
 _TOLERANCE = 2e-13
-# With an rms d below this, the excess (about d^2 / (2 y (1 - y)) a value) is too small beside
-# sum |d| for any block of 8- or 16-bit targets to be certified.
+# With an rms d below this, the direct form is not tried first: the excess (about d^2 / (2 y (1 - y))
+# a value) is then too small beside sum |d| for a block to be certified, but at the lowest levels.
 _HOPELESS = 1e-5
 _UNIT_ROUNDOFF = 2.0**-53
 # torch.nn.BCELoss floors log p at -100 below e^-100 (about 3.7e-44) and log(1 - p) at p = 1.
