@@ -197,10 +197,15 @@ def _excess(b: _Buffers, y: np.ndarray, neg_w: np.ndarray, d: np.ndarray, safe: 
         return _direct(b, y, neg_w, d, safe) if sum_d2 < n * _HOPELESS**2 else excess
     if count == n:
         return _near(y, neg_w, d)
-    where = np.flatnonzero(near)
-    series = _near(y[where], neg_w[where], d[where])
-    d[where] = 0.0  # the direct form gives 0 for these
-    return series + _direct(b, y, neg_w, d, safe)
+    if count <= n // 2:
+        where = np.flatnonzero(near)
+        series = _near(y[where], neg_w[where], d[where])
+        d[where] = 0.0  # the direct form gives 0 for these
+        return series + _direct(b, y, neg_w, d, safe)
+    # Mostly near (a near-perfect image with some y = 0 or 1): the few others are taken out too.
+    far = np.flatnonzero(~near)
+    series = _near(y[near], neg_w[near], d[near])
+    return series + _direct(b.cut(far.size), y[far], neg_w[far], d[far], safe)
 
 
 def image_sums(
