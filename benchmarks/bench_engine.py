@@ -387,11 +387,14 @@ def floor_decoders(image_set: ImageSet) -> list[tuple[str, str, str]]:
 
 
 def contenders_for(
-    image_set: ImageSet, folder: Path, options: CompareOptions, workers: int | None
+    image_set: ImageSet, folder: Path, options: CompareOptions, workers: int | None, baseline: Path | None
 ) -> tuple[list[Contender], list[str]]:
     compare = compare_command(folder, options, workers, logits=image_set.recons == "logits")
     shown = "bce-eval compare" + "".join(f" {a}" for a in compare[6:])
     contenders = [Contender(shown, compare, "compare")]
+    if baseline:
+        earlier = [sys.executable, str(CONTENDERS), "baseline", str(baseline), *compare[3:]]
+        contenders.append(Contender(f"the same, bce_eval from {baseline.name}/", earlier, "baseline"))
     skipped = []
     for decoder, pool, package in floor_decoders(image_set):
         if version(package) is None:
@@ -469,6 +472,12 @@ def print_set(
         print(
             f"  compare / best floor ({best.contender.label.removeprefix('decode only: ')}):"
             f" {ratio:.2f} of its pairs/s{goal}"
+        )
+    earlier = next((t for t in timings if t.contender.kind == "baseline"), None)
+    if earlier:
+        print(
+            f"  compare / the baseline's: {earlier.seconds / compare.seconds:.2f}x its pairs/s; BCE "
+            f"{bce_from_compare(compare.output)} and {bce_from_compare(earlier.output)} (baseline)"
         )
     if naive:
         ratio = naive.seconds / compare.seconds
@@ -631,6 +640,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE / "data", help="where the images are generated")
     parser.add_argument("--regenerate", action="store_true", help="write the images again")
     parser.add_argument("--workers", type=int, help="passed to compare as --workers, if it has that option")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a folder holding an earlier bce_eval package (git archive REV bce_eval | tar -x -C DIR): "
+        "its compare is timed beside this one",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -658,7 +673,7 @@ def main() -> None:
         pairs = image_set.quick_pairs if args.quick else image_set.pairs
         folder = ensure_data(image_set, args.data, pairs, args.regenerate)
         warm_cache(folder)
-        contenders, skipped = contenders_for(image_set, folder, options, args.workers)
+        contenders, skipped = contenders_for(image_set, folder, options, args.workers, args.baseline)
         timings = time_side_by_side(contenders, args.repeats)
         results.append(print_set(image_set, pairs, folder, timings, skipped))
         check_identity(image_set, folder)

@@ -3,13 +3,16 @@
     python benchmarks/engine_contenders.py decode pillow TARGETS RECONS --workers 2 --pool threads
     python benchmarks/engine_contenders.py decode pyspng TARGETS RECONS --workers 2 --pool processes
     python benchmarks/engine_contenders.py naive TARGETS RECONS
+    python benchmarks/engine_contenders.py baseline DIR compare TARGETS RECONS --quiet
 
 `decode` is the physical floor of the work: it decodes every target and reconstruction to a NumPy
 array and does nothing else (.npy files by np.load, TIFF by tifffile, images by the named decoder).
 `naive` is the loop a user writes: per pair, PIL open (OpenCV for 16-bit PNG, which Pillow reads
 as 8-bit; np.load or tifffile for arrays), / 255 or / 65535, and torch's float64
 binary_cross_entropy (with_logits for --logits) for BCE and for H. Each program imports only what
-it needs, so interpreter start-up and imports count as they would for a user.
+it needs, so interpreter start-up and imports count as they would for a user. `baseline` runs
+`python -m bce_eval ARGS` with the bce_eval package found in DIR (an earlier version, extracted
+with `git archive`) instead of the installed one, to time before and after side by side.
 """
 
 from __future__ import annotations
@@ -168,6 +171,18 @@ def _is_16_bit_png(path: Path) -> bool:
         return f.read(25)[24] == 16
 
 
+def baseline(directory: str, args: list[str]) -> None:
+    """python -m bce_eval ARGS with the package in directory, ahead of an editable install."""
+    import runpy
+    import sys
+
+    # An editable install finds bce_eval through a finder ahead of sys.path; leave it out.
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in type(f).__module__]
+    sys.path.insert(0, directory)
+    sys.argv = ["bce_eval", *args]
+    runpy.run_module("bce_eval", run_name="__main__", alter_sys=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -180,7 +195,13 @@ def main() -> None:
     loop.add_argument("targets", type=Path)
     loop.add_argument("recons", type=Path)
     loop.add_argument("--logits", action="store_true", help="reconstructions are logits")
+    earlier = commands.add_parser("baseline", help="python -m bce_eval ARGS with the package in DIR")
+    earlier.add_argument("directory")
+    earlier.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    if args.command == "baseline":
+        baseline(args.directory, args.args)
+        return
     if args.command == "decode":
         paths = [str(folder / name) for folder in args.folders for name in image_names(folder)]
         decoded = decode_all(args.decoder, paths, args.workers, args.pool)
