@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import guards, metrics
+from . import guards, kernels, metrics
 from .errors import BackendError, InputError
 from .images import Decoded, Pair, decode, to_float
 from .model import ImageResult, Settings
@@ -105,7 +105,8 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class _Ready:
-    """A decoded pair ready to score: both uint8 (the lookup path) or both float64."""
+    """A decoded pair ready to score: both uint8 (the lookup path); with the NumPy backend, other
+    pairs in their stored sample types (kernels.image_sums), with torch both float64."""
 
     pair: Pair
     target: np.ndarray
@@ -124,9 +125,17 @@ def _failed(pair: Pair, error: InputError, shape: tuple[int, int, int] | None = 
     return ImageResult(pair.name, *_names(pair), shape, error=str(error), culprit=error.path)
 
 
+# Sample types kernels.image_sums takes as stored: scaling them to float64 first would cost more
+# than scoring them.
+_STORED = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))
+
+
 def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
-    reading = settings.reading
-    if decoded.pixels.dtype == np.uint8 and not reading.grayscale and not logits:
+    reading, dtype = settings.reading, decoded.pixels.dtype
+    stored = dtype == np.uint8 and not logits  # the lookup path
+    if settings.execution.backend == "numpy":
+        stored = dtype in _STORED and (dtype.kind == "f" or not logits)
+    if stored and not reading.grayscale:
         return decoded.channels(reading.alpha)
     return to_float(decoded, path, alpha=reading.alpha, grayscale=reading.grayscale, logits=logits)
 
@@ -196,7 +205,8 @@ def _ready_decoded(
             f"shape {'x'.join(map(str, recon.shape))} (height x width x channels) differs from the target's"
         )
         return _failed(pair, InputError(recon_name, f"{shapes} {'x'.join(map(str, target.shape))}"))
-    if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
+    # torch: one side 8-bit, the other float64: score both in float64.
+    if target.dtype != recon.dtype and settings.execution.backend != "numpy":
         target, recon = (
             to_float(Decoded(a, False), p or "", alpha="include") if a.dtype == np.uint8 else a
             for a, p in ((target, pair.target), (recon, pair.recon))
@@ -220,6 +230,10 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     try:
         if ready.bytes:
             sums = metrics.byte_sums(target, recon, eps=scoring.eps, convention=scoring.convention)
+        elif isinstance(target, np.ndarray):
+            sums = kernels.image_sums(
+                target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
+            )
         else:
             sums = metrics.sums(
                 target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
