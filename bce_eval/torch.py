@@ -48,6 +48,14 @@ def _check_options(reduction: str, convention: str, eps: float) -> None:
         raise ValueError(f"eps must be in (0, 0.5), not {eps!r}")
 
 
+def _autocast_enabled(device: str) -> bool:
+    """Whether autocast is on for this device type (torch < 2.4 has one function per type)."""
+    try:
+        return torch.is_autocast_enabled(device)
+    except TypeError:
+        return torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled()
+
+
 def _reduced(values: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         return values.mean()
@@ -102,7 +110,7 @@ def bce_excess(
     if not input.is_floating_point():
         raise TypeError(f"input must be a floating-point tensor, not {input.dtype}")
     device = input.device.type
-    autocast = torch.is_autocast_enabled(device)
+    autocast = _autocast_enabled(device)
     compute = torch.float32 if input.dtype in _HALF else input.dtype
     # Under autocast the loss is float32, as torch's own losses are; otherwise the input's dtype.
     result_dtype = torch.float32 if autocast and input.dtype in _HALF else input.dtype
