@@ -330,12 +330,15 @@ def sums(
 
 # ---------------------------------------------------------------------------------------------
 # torch tensors: pixel_maps' formulas, term for term, in few whole-tensor calls. The target's two
-# outcomes (1 and 0) are the rows of (2, n) tensors, so one call serves both terms of the excess;
-# on the CPU, values go through in chunks whose temporaries stay in a core's cache (one call per
-# step over a whole 3-million-value tensor runs at memory speed: about 5x slower).
+# outcomes (1 and 0) are the rows of (2, n) tensors, so one call serves both terms of the excess.
+# On the CPU, values go through in chunks whose temporaries stay in a core's cache, on a few
+# threads: one call per step over a 3-million-value tensor runs at memory speed, about 5x
+# slower, and torch's own threads, which wait for each other at every call, slow down by 10 to
+# 40x when other processes hold the cores.
 
-# Values a chunk on the CPU: the (2, n) float64 temporaries are 1 MiB each.
-_TORCH_CHUNK = 1 << 16
+# Values a chunk on the CPU: its (2, n) temporaries stay under torch's grain of 32,768 elements,
+# so that each call runs in the calling thread.
+_TORCH_CHUNK = 16_000
 
 
 def _torch_all_valid(x: Any, *, logits: bool) -> bool:
@@ -382,7 +385,7 @@ def _torch_terms(
         log_a.clamp_(min=TORCH_LOG_FLOOR)
         d = x - y
     inner = _torch_kl_terms(w, log_w, torch.stack((d, -d)), log_a, true_log).sum(0)
-    edge = torch.where(y == 0, -log_a[1], -log_a[0])
+    edge = torch.rsub(torch.where(y == 0, log_a[1], log_a[0]), 0.0)  # no -0.0
     excess = torch.where((y > 0) & (y < 1), inner, edge).clamp_(min=0)
     if not figures:
         return None, None, excess, None
@@ -415,20 +418,44 @@ def _torch_t_minus_log1p(t: Any) -> Any:
     return (t * t).div_(two_plus_t).sub_(s.mul_(2).mul_(s2).mul_(series))
 
 
-def _torch_maps(y: Any, x: Any, *, eps: float, convention: Convention, from_logits: bool) -> PixelMaps:
-    """pixel_maps for checked float64 tensors that need no gradient."""
+def _torch_chunked(y: Any, x: Any, *, figures: bool, **options: Any) -> tuple[Any, Any, Any, Any]:
+    """_torch_terms over tensors of any size: in chunks on the CPU, spread over as many threads
+    as torch uses (torch's calls release the GIL); in one go on a GPU or under torch.compile."""
     torch = sys.modules["torch"]
-    options = {"eps": eps, "convention": convention, "from_logits": from_logits}
-    if y.device.type != "cpu" or y.numel() <= _TORCH_CHUNK:
-        return PixelMaps(*_torch_terms(y, x, **options))  # type: ignore[arg-type]
+    n = y.numel()
+    if y.device.type != "cpu" or n <= _TORCH_CHUNK or torch.compiler.is_compiling():
+        return _torch_terms(y, x, figures=figures, **options)
     shape = y.shape
     y, x = y.reshape(-1), x.reshape(-1)
-    maps = [torch.empty_like(y) for _ in range(3)] + [torch.empty_like(y, dtype=torch.bool)]
-    for start in range(0, y.numel(), _TORCH_CHUNK):
+    outs = [torch.empty_like(y) for _ in range(3)] + [torch.empty_like(y, dtype=torch.bool)]
+    if not figures:
+        outs = [None, None, outs[2], None]
+
+    def run(start: int) -> None:
         part = slice(start, start + _TORCH_CHUNK)
-        for out, values in zip(maps, _torch_terms(y[part], x[part], **options), strict=True):  # type: ignore[arg-type]
-            out[part] = values
-    return PixelMaps(*(m.view(shape) for m in maps))
+        for out, values in zip(outs, _torch_terms(y[part], x[part], figures=figures, **options), strict=True):
+            if out is not None:
+                out[part] = values
+
+    starts = range(0, n, _TORCH_CHUNK)
+    threads = min(torch.get_num_threads(), len(starts))
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(run, starts):  # re-raises a chunk's exception
+                pass
+    else:
+        for start in starts:
+            run(start)
+    return tuple(out.view(shape) if out is not None else None for out in outs)  # type: ignore[return-value]
+
+
+def _torch_maps(y: Any, x: Any, *, eps: float, convention: Convention, from_logits: bool) -> PixelMaps:
+    """pixel_maps for checked float64 tensors that need no gradient."""
+    return PixelMaps(
+        *_torch_chunked(y, x, figures=True, eps=eps, convention=convention, from_logits=from_logits)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,18 +74,15 @@ def excess_values(
 ) -> Tensor:
     """BCE - H for each element, in the dtype of the arguments (float32 or float64), without
     gradient: the KL form of ``bce_eval.metrics``, whose every term is >= 0, so nothing cancels.
-    Values are not checked. On the CPU, large tensors go through in cache-sized chunks."""
-    options: dict[str, Any] = {"eps": eps, "convention": convention, "from_logits": from_logits}
+    Values are not checked. On the CPU, large tensors go through in cache-sized chunks.
+
+    >>> excess_values(torch.tensor([0.1, 0.3]), torch.tensor([0.5, 0.3])).tolist()
+    [0.5108256340026855, 0.0]
+    """
     with torch.no_grad():
         y, x = target.detach(), input.detach()
-        if y.device.type != "cpu" or y.numel() <= 2 * metrics._TORCH_CHUNK or torch.compiler.is_compiling():
-            return metrics._torch_terms(y, x, figures=False, **options)[2]
-        flat_y, flat_x = y.reshape(-1), x.reshape(-1)
-        out = torch.empty_like(flat_y)
-        for start in range(0, out.numel(), metrics._TORCH_CHUNK):
-            part = slice(start, start + metrics._TORCH_CHUNK)
-            out[part] = metrics._torch_terms(flat_y[part], flat_x[part], figures=False, **options)[2]
-        return out.view(y.shape)
+        options = {"eps": eps, "convention": convention, "from_logits": from_logits}
+        return metrics._torch_chunked(y, x, figures=False, **options)[2]
 
 
 def bce_excess(

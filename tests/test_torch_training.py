@@ -278,7 +278,7 @@ def test_out_of_range_on_a_tensor_that_requires_grad_warns_nothing() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_runs_on_the_device(device: str) -> None:
     y, p = _random(3000, dtype=torch.float32)
-    x = p.to(device).requires_grad_(True)
+    x = p.clone().to(device).requires_grad_(True)
     value = BCEExcessLoss()(x, y.to(device))
     value.backward()
     assert value.device.type == device and x.grad is not None
