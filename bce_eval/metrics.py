@@ -438,7 +438,7 @@ def _torch_chunked(y: Any, x: Any, *, figures: bool, **options: Any) -> tuple[An
                 out[part] = values
 
     starts = range(0, n, _TORCH_CHUNK)
-    threads = min(torch.get_num_threads(), len(starts))
+    threads = min(torch.get_num_threads(), len(starts) // 4)  # a thread for at least 4 chunks
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
