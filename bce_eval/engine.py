@@ -4,7 +4,8 @@ NumPy backend: worker processes (decoders such as libspng hold the GIL) each dec
 chunk of pairs and send back only the per-image sums. A bounded window of chunks is in flight,
 so memory does not grow with the number of pairs.
 
-torch backend: threads decode; the main thread moves batches of images to the device, one
+torch backend: on the CPU, worker processes decode and score with torch, one thread each. On a
+GPU, worker processes decode; the main thread moves batches of images to the device, one
 transfer a batch, and scores them there (uint8 pairs by a histogram on the device, others by
 the float64 maps), so only one process touches the GPU.
 """
@@ -19,7 +20,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -450,14 +451,51 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
 
 
+def _score_chunk_on_cpu(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
+    """Decode and score pairs with torch on the CPU, in one of the worker processes."""
+    import torch
+
+    torch.set_num_threads(1)  # a process per core already: torch's own threads would only wait
+    results = []
+    for pair in pairs:
+        item = _ready(pair, settings)
+        if isinstance(item, _Ready):
+            item = _scored(item, torch.from_numpy(item.target), torch.from_numpy(item.recon), settings)
+        results.append(item)
+    return results
+
+
 def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> Iterator[ImageResult]:
-    with ThreadPoolExecutor(workers) as pool:
-        decoded = (
-            item
-            for chunk in _in_order(
-                pool, _ready_chunk, _chunks(pairs, 1), workers * _WINDOW_PER_WORKER, settings
-            )
-            for item in chunk
-        )
-        for batch in _batches(decoded):
+    """On the CPU, worker processes decode and score with torch, as the NumPy backend's do; on
+    a GPU, they decode, and the main process, the only one to touch the GPU, scores batches.
+    Processes, not threads: decoders such as libspng hold the GIL. Workers are forked before
+    anything runs on the device, and never use it."""
+    size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    on_cpu = settings.execution.device.startswith("cpu")
+    if workers == 1:
+        chunks = (_ready_chunk(chunk, settings) for chunk in _chunks(pairs, size))
+        for batch in _batches(item for chunk in chunks for item in chunk):
             yield from _score_batch(batch, settings)
+        return
+    scoring = settings.scoring
+    if not scoring.logits:  # built once here, inherited by forked workers
+        metrics.byte_tables(scoring.eps, scoring.convention)
+    gc.freeze()  # as in evaluate: workers' collections then do not copy the parent's pages
+    pool = _process_pool(workers)
+    try:
+        done = _in_order(
+            pool,
+            _score_chunk_on_cpu if on_cpu else _ready_chunk,
+            _chunks(pairs, size),
+            workers * _WINDOW_PER_WORKER,
+            settings,
+        )
+        if on_cpu:
+            for results in done:
+                yield from results
+        else:
+            for batch in _batches(item for chunk in done for item in chunk):
+                yield from _score_batch(batch, settings)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()

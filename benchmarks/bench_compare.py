@@ -23,13 +23,13 @@ import numpy as np
 import png
 import torch
 import torch.nn.functional as F
-from bce_eval.model import Settings, Summary
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 from numpy.typing import NDArray
 from PIL import Image
 
 from bce_eval import engine, metrics
 from bce_eval.images import Pair, pair_folders
+from bce_eval.model import Settings, Summary
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED = 20240607
