@@ -535,6 +535,15 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
         if len(tif.pages) != 1:
             raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
         page = tif.pages[0]
+        # Tags that say how to read the samples must each hold one number: tifffile keeps what
+        # a damaged file has (a tuple, none), and Pillow would guess (no compression) instead.
+        for field, tag in (
+            ("compression", "Compression"),
+            ("photometric", "PhotometricInterpretation"),
+            ("planarconfig", "PlanarConfiguration"),
+            ("sampleformat", "SampleFormat"),
+        ):
+            _tiff_number(getattr(page, field), tag, path)
         compression = getattr(page.compression, "name", str(page.compression))
         is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
         if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
