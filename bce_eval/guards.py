@@ -144,22 +144,22 @@ class decoding:  # lower case: it reads as what it is used as, with decoding(pat
         self.caught: list[tuple[type[Warning], str]] = []
         _local.sink = self.caught
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         _local.sink = self.previous
         path = self.path
         if error is None:
             for category, message in self.caught:
                 if not _suppressed(category):
                     raise InputError(path, f"damaged: {message}")
-            return False
+            return
         if isinstance(error, InputError) or not isinstance(error, Exception):
-            return False  # ours already, or KeyboardInterrupt, SystemExit
+            return  # ours already, or KeyboardInterrupt, SystemExit
         if isinstance(error, MemoryError):
             raise InputError(path, f"{self.failure}: the image does not fit in memory") from None
         if isinstance(error, RecursionError):  # a structure nested past Python's limit, in a parser
             raise InputError(path, f"{self.failure}: nested too deeply") from None
         if _raised_by_bce_eval(error):
-            return False
+            return  # a bug: it propagates with its traceback
         raise InputError(path, f"{self.failure}: {_describe(error)}") from None
 
 

@@ -233,8 +233,8 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
         if len(ts) == 1 == len(rs) and t not in bad and r not in bad and not unlisted:
             pairs.append(Pair(name, t, r))  # the usual case, first
-        elif unlisted and (folder := _unlisted_folder(name, target_scan, recon_scan)) is not None:
-            pairs.append(Pair(name, t, r, folder[1], folder[0]))
+        elif unlisted and (unlistable := _unlisted_folder(name, target_scan, recon_scan)) is not None:
+            pairs.append(Pair(name, t, r, unlistable[1], unlistable[0]))
         elif len(ts) == 1 == len(rs) and t not in bad and r not in bad:
             pairs.append(Pair(name, t, r))
         elif len(ts) > 1:
@@ -483,11 +483,12 @@ def _read_pillow(source: Path | str | io.BytesIO, path: Path | str, budget: int)
         channels, itemsize = _PILLOW_MODES[mode]
         _check_size(path, (im.height, im.width, channels), itemsize, budget)
         im.load()
+        image: Image.Image = im
         if mode in ("P", "PA"):
             _check_palette_indices(im, path)
-            im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
-        pixels = np.asarray(im)
-    return pixels, im.mode in ("LA", "RGBA")
+            image = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        pixels = np.asarray(image)
+    return pixels, image.mode in ("LA", "RGBA")
 
 
 def _check_palette_indices(im: Any, path: Path | str) -> None:
@@ -534,6 +535,15 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
         if len(tif.pages) != 1:
             raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
         page = tif.pages[0]
+        # Tags that say how to read the samples must each hold one number: tifffile keeps what
+        # a damaged file has (a tuple, none), and Pillow would guess (no compression) instead.
+        for field, tag in (
+            ("compression", "Compression"),
+            ("photometric", "PhotometricInterpretation"),
+            ("planarconfig", "PlanarConfiguration"),
+            ("sampleformat", "SampleFormat"),
+        ):
+            _tiff_number(getattr(page, field), tag, path)
         compression = getattr(page.compression, "name", str(page.compression))
         is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
         if page.sampleformat == tifffile.SAMPLEFORMAT.INT:

@@ -129,10 +129,10 @@ def test_a_bug_in_bce_eval_itself_is_not_hidden() -> None:
 # 2. Integrity on every path.
 
 
-def _stored_png_with_a_changed_pixel(path: Path, rng: np.random.Generator, mode: str) -> Path:
+def _stored_png_with_a_changed_pixel(path: Path, rng: np.random.Generator, mode: str, side: int = 16) -> Path:
     """An uncompressed PNG (stored deflate blocks) with one sample changed and the chunk CRC
     fixed up: only the zlib stream's Adler-32 still tells."""
-    pixels = rng.integers(0, 256, (16, 16, 3) if mode == "RGB" else (16, 16), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (side, side, 3) if mode == "RGB" else (side, side), dtype=np.uint8)
     Image.fromarray(pixels, mode).save(path, compress_level=0)
     data = bytearray(path.read_bytes())
     start = data.index(b"IDAT")
@@ -146,12 +146,26 @@ def _stored_png_with_a_changed_pixel(path: Path, rng: np.random.Generator, mode:
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-def test_png_whose_adler32_fails_is_refused(tmp_path: Path, rng: np.random.Generator, mode: str) -> None:
-    path = _stored_png_with_a_changed_pixel(tmp_path / "a.png", rng, mode)
+@pytest.mark.parametrize("side", [16, 128])  # inflated in one call by zlib; by ISA-L, if installed
+@pytest.mark.parametrize("isal", [True, False])
+def test_png_whose_adler32_fails_is_refused(
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    side: int,
+    isal: bool,
+) -> None:
+    from bce_eval import integrity
+
+    if not isal:
+        monkeypatch.setattr(integrity, "_fast_zlib", lambda: zlib)
+    path = _stored_png_with_a_changed_pixel(tmp_path / "a.png", rng, mode, side)
     pyspng = pytest.importorskip("pyspng")
     pyspng.load(path.read_bytes())  # libspng, without checksums, decodes it into a wrong pixel
     with pytest.raises(
-        InputError, match=r"damaged PNG: its compressed image data fails to inflate .*incorrect data check"
+        InputError,
+        match=r"damaged PNG: its compressed image data fails to inflate .*(incorrect data check|checksum)",
     ):
         decode(path)
 
