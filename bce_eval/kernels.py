@@ -64,6 +64,10 @@ _UNIT_ROUNDOFF = 2.0**-53
 # OpenBLAS runs a dot product of more than 10,000 values on threads, which costs ten times the
 # work on a few shared cores; _dot cuts longer ones into pieces.
 _DOT_PIECE = 8192
+# Images of at most this many values go to metrics.sums whole: there the kernel's fixed costs
+# (about 30 NumPy calls an image, and a metrics.pixel_maps call for any saturated value) cost as
+# much as the direct path (about 120 us for 28x28 values, against 90 to 230 us).
+SMALL = 1024
 # torch.nn.BCELoss floors log p at -100 below e^-100 (about 3.7e-44) and log(1 - p) at p = 1.
 _TORCH_FLOORED_BELOW = 1e-40
 # atanh(s) - s = s^3 * sum_k s^(2k) / (2k + 3): with |s| <= NEAR / 1.96, four terms reach 1e-16.
@@ -252,6 +256,9 @@ def image_sums(
         raise TypeError(f"logits must be floats, not {pred.dtype}")
     if target.size == 0:
         return Sums(0, 0.0, 0.0, 0.0, 0)
+    if target.size <= SMALL:
+        y, p = _as_float64(target, LEVELS.get(target.dtype)), _as_float64(pred, LEVELS.get(pred.dtype))
+        return metrics.sums(y, p, eps=eps, convention=convention, from_logits=from_logits)
     image = _Image(target, pred, eps, convention, from_logits)
     buffers = _Buffers(min(BLOCK, target.size), float_target=target.dtype.kind == "f")
     for block, start in enumerate(range(0, target.size, BLOCK)):
@@ -369,10 +376,8 @@ class _Image:
         excess, clipped = self.excess, self.clipped
         if self.saturated:
             where = np.concatenate(self.saturated)
-            y = self.levels[where]
-            y = y / np.float64(self.target_scale) if self.target_scale else y.astype(np.float64)
-            pred = self.values[where]
-            pred = pred / np.float64(self.pred_scale) if self.pred_scale else pred.astype(np.float64)
+            y = _as_float64(self.levels[where], self.target_scale)
+            pred = _as_float64(self.values[where], self.pred_scale)
             # A clipped p scores as its raw value does: pixel_maps clips it the same way. In
             # blocks, so that its temporaries stay in cache.
             for i in range(0, where.size, BLOCK):
@@ -383,6 +388,11 @@ class _Image:
                 if not self.clip_to:  # keras' clipped values were counted by _clip
                     clipped += int(maps.clipped.sum())
         return Sums(self.levels.size, bce, self.entropy, excess, clipped)
+
+
+def _as_float64(values: np.ndarray, scale: int | None) -> np.ndarray:
+    """Stored values as the direct path reads them: integers / their scale, floats as they are."""
+    return values / np.float64(scale) if scale else values.astype(np.float64)
 
 
 def _saturated(p: np.ndarray, y: np.ndarray, *, floors: bool) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bce_eval import kernels, metrics
@@ -58,6 +58,13 @@ def natural(rng: np.random.Generator, shape: tuple[int, ...], top: int = 255) ->
     values.flat[:7] = 0.0
     values.flat[-7:] = 1.0
     return np.round(values * top).astype(np.uint8 if top == 255 else np.uint16)
+
+
+@pytest.fixture(autouse=True)
+def kernel_on_small_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel itself, however small the image (it leaves images of up to kernels.SMALL values
+    to metrics.sums, which test_small_images_take_the_direct_path checks)."""
+    monkeypatch.setattr(kernels, "SMALL", 0)
 
 
 @pytest.fixture
@@ -344,6 +351,22 @@ def test_unusable_arguments_are_bugs_not_input_errors() -> None:
     )
 
 
+def test_small_images_take_the_direct_path(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "SMALL", 1024)
+    target = natural(rng, (32, 32, 1))
+    pred = np.clip(target / 255 + rng.normal(0, 0.02, target.shape), 0, 1).astype(np.float32)
+    pred.flat[:2] = [0.0, 1.0]
+    direct = metrics.sums(target / np.float64(255), pred.astype(np.float64), convention="torch")
+    assert kernels.image_sums(target, pred, convention="torch") == direct  # bit for bit
+
+    def not_called(*args: object, **kwargs: object) -> None:
+        raise AssertionError("metrics.sums called")
+
+    monkeypatch.setattr(metrics, "sums", not_called)
+    bigger = natural(rng, (33, 32, 1))  # 1,056 values: the kernel's own
+    assert kernels.image_sums(bigger, bigger / np.float64(255), convention="torch").excess == 0.0
+
+
 def test_level_entropy_is_the_direct_path_s() -> None:
     for scale in (255, 65535):
         y = np.arange(scale + 1) / np.float64(scale)
@@ -389,7 +412,7 @@ def pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
     return target.reshape(n, 1, 1), pred.astype(dtype).reshape(n, 1, 1), chosen
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs(), st.sampled_from([16, 64, 8192]))
 def test_any_pair_matches_the_direct_path(
     pair: tuple[np.ndarray, np.ndarray, dict[str, object]], block: int
