@@ -2,8 +2,9 @@
 
 ``metrics.sums`` computes about 60 full-size float64 arrays per image (120-130 ns a value); this
 module computes the same figures block by block (a few float64 buffers that stay in cache), with
-NumPy alone and far fewer passes, at a few ns a value. The figures agree with metrics.sums to
-about 1e-13 relative; the order of summation differs, and each value's terms are computed in
+NumPy alone and far fewer passes, at a few ns a value (images of up to ``SMALL`` values, where
+the fixed costs would match that, go to metrics.sums whole). The figures agree with metrics.sums
+to about 1e-13 relative; the order of summation differs, and each value's terms are computed in
 another exact form:
 
 - Only the excess is computed per value. BCE = H + excess holds value by value, so the BCE sum
