@@ -2,8 +2,9 @@
 
 ``metrics.sums`` computes about 60 full-size float64 arrays per image (120-130 ns a value); this
 module computes the same figures block by block (a few float64 buffers that stay in cache), with
-NumPy alone and far fewer passes, at a few ns a value. The figures agree with metrics.sums to
-about 1e-13 relative; the order of summation differs, and each value's terms are computed in
+NumPy alone and far fewer passes, at a few ns a value (images of up to ``SMALL`` values, where
+the fixed costs would match that, go to metrics.sums whole). The figures agree with metrics.sums
+to about 1e-13 relative; the order of summation differs, and each value's terms are computed in
 another exact form:
 
 - Only the excess is computed per value. BCE = H + excess holds value by value, so the BCE sum
@@ -22,6 +23,8 @@ another exact form:
   are scored by ``metrics.pixel_maps`` itself, once an image.
 - Logits: d = (w a - y b) / (a + b) with a = e^min(x, 0) and b = e^min(-x, 0), so p = a / (a + b)
   and 1 - p = b / (a + b) keep their full relative precision at both ends without a branch.
+  Where sigmoid(x) comes within about 1e-7 of y, no float64 path is exact to 1e-12 (this one and
+  metrics.sums differ there): p is known to a few ulp, so the excess, O(d^2), to a few ulp / d.
 
 NumPy alone, on purpose: numexpr (about 30 ns a value) and a numba loop (about 15 ns, and 0.3 to
 0.5 s of import and cached load in every process) were slower here (benchmarks/README.md).
@@ -38,8 +41,8 @@ import numpy as np
 from . import metrics
 from .metrics import KERAS_EPSILON, Convention, Sums
 
-# Values per block: six float64 buffers of it (384 KiB) stay in a 1 MiB L2 cache, and OpenBLAS's
-# dot product stays single-threaded (it starts threads above 10,000 values, which costs here).
+# Values per block: six float64 buffers of it (384 KiB) stay in an L2 cache of 512 KiB or more;
+# blocks of 16,384 and 32,768 values measured within 5 % of it here.
 BLOCK = 8192
 # Where y = 0 or y = 1, one term of the excess vanishes; dividing by this instead of 0 keeps it
 # finite (0 * log1p(d / 1e-300) = 0) without a branch.
@@ -59,6 +62,13 @@ _TOLERANCE = 2e-13
 # a value) is then too small beside sum |d| for a block to be certified, but at the lowest levels.
 _HOPELESS = 1e-5
 _UNIT_ROUNDOFF = 2.0**-53
+# OpenBLAS runs a dot product of more than 10,000 values on threads, which costs ten times the
+# work on a few shared cores; _dot cuts longer ones into pieces.
+_DOT_PIECE = 8192
+# Images of at most this many values go to metrics.sums whole: there the kernel's fixed costs
+# (about 30 NumPy calls an image, and a metrics.pixel_maps call for any saturated value) cost as
+# much as the direct path (about 120 us for 28x28 values, against 90 to 230 us).
+SMALL = 1024
 # torch.nn.BCELoss floors log p at -100 below e^-100 (about 3.7e-44) and log(1 - p) at p = 1.
 _TORCH_FLOORED_BELOW = 1e-40
 # atanh(s) - s = s^3 * sum_k s^(2k) / (2k + 3): with |s| <= NEAR / 1.96, four terms reach 1e-16.
@@ -120,6 +130,13 @@ class _Buffers:
         return cut
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """a @ b as a float, in pieces of at most _DOT_PIECE values."""
+    if a.size <= _DOT_PIECE:
+        return float(a @ b)
+    return sum(float(a[i : i + _DOT_PIECE] @ b[i : i + _DOT_PIECE]) for i in range(0, a.size, _DOT_PIECE))
+
+
 def _certified(excess: float, sum_d2: float, n: int) -> bool:
     """Whether the direct form's block sum is certainly within _TOLERANCE of the exact one.
 
@@ -140,12 +157,12 @@ def _direct(b: _Buffers, y: np.ndarray, neg_w: np.ndarray, d: np.ndarray, safe: 
         divisor = np.maximum(y, _TINY, out=t) if b.float_target else np.add(y, _TINY, out=t)
     np.divide(d, divisor if safe[0] else y, out=t)
     np.log1p(t, out=t)
-    y_side = float(y @ t)
+    y_side = _dot(y, t)
     if safe[1]:
         divisor = np.minimum(neg_w, -_TINY, out=t) if b.float_target else np.subtract(neg_w, _TINY, out=t)
     np.divide(d, divisor if safe[1] else neg_w, out=t)
     np.log1p(t, out=t)
-    return float(neg_w @ t) - y_side
+    return _dot(neg_w, t) - y_side
 
 
 def _atanh_tail(s: np.ndarray, weight: np.ndarray, terms: int) -> float:
@@ -157,7 +174,7 @@ def _atanh_tail(s: np.ndarray, weight: np.ndarray, terms: int) -> float:
         series += c
     u *= s
     u *= weight
-    return float(u @ series)
+    return _dot(u, series)
 
 
 def _near(y: np.ndarray, neg_w: np.ndarray, d: np.ndarray) -> float:
@@ -176,7 +193,7 @@ def _near(y: np.ndarray, neg_w: np.ndarray, d: np.ndarray) -> float:
     terms = 1
     while terms < len(_ATANH_SERIES) and largest ** (2 * terms + 1) > 1e-16:
         terms += 1
-    lead = float(d @ (s1 + s2))
+    lead = _dot(d, s1 + s2)
     return lead - 2 * _atanh_tail(s1, y, terms) - 2 * _atanh_tail(s2, neg_w, terms)
 
 
@@ -184,7 +201,7 @@ def _excess(b: _Buffers, y: np.ndarray, neg_w: np.ndarray, d: np.ndarray, safe: 
     """The block's excess sum: the direct form where it is certified, the series where it would
     cancel (|d| < NEAR y (1 - y)), each value by one of them."""
     n = d.size
-    sum_d2 = float(d @ d)
+    sum_d2 = _dot(d, d)
     # Below an rms d of _HOPELESS the direct form is not even tried: it cannot be certified then.
     if sum_d2 >= n * _HOPELESS**2:
         excess = _direct(b, y, neg_w, d, safe)
@@ -242,6 +259,9 @@ def image_sums(
         raise TypeError(f"logits must be floats, not {pred.dtype}")
     if target.size == 0:
         return Sums(0, 0.0, 0.0, 0.0, 0)
+    if target.size <= SMALL:
+        y, p = _as_float64(target, LEVELS.get(target.dtype)), _as_float64(pred, LEVELS.get(pred.dtype))
+        return metrics.sums(y, p, eps=eps, convention=convention, from_logits=from_logits)
     image = _Image(target, pred, eps, convention, from_logits)
     buffers = _Buffers(min(BLOCK, target.size), float_target=target.dtype.kind == "f")
     for block, start in enumerate(range(0, target.size, BLOCK)):
@@ -360,10 +380,8 @@ class _Image:
         excess, clipped = self.excess, self.clipped
         if self.saturated:
             where = np.concatenate(self.saturated)
-            y = self.levels[where]
-            y = y / np.float64(self.target_scale) if self.target_scale else y.astype(np.float64)
-            pred = self.values[where]
-            pred = pred / np.float64(self.pred_scale) if self.pred_scale else pred.astype(np.float64)
+            y = _as_float64(self.levels[where], self.target_scale)
+            pred = _as_float64(self.values[where], self.pred_scale)
             # A clipped p scores as its raw value does: pixel_maps clips it the same way. In
             # blocks, so that its temporaries stay in cache.
             for i in range(0, where.size, BLOCK):
@@ -374,6 +392,15 @@ class _Image:
                 if not self.clip_to:  # keras' clipped values were counted by _clip
                     clipped += int(maps.clipped.sum())
         return Sums(self.levels.size, bce, self.entropy, excess, clipped)
+
+
+def _as_float64(values: np.ndarray, scale: int | None) -> np.ndarray:
+    """Stored values as the direct path reads them: integers / their scale, floats as they are
+    (a signalling NaN warns as it is widened; the direct path then reports it as out of range)."""
+    if scale:
+        return values / np.float64(scale)
+    with np.errstate(invalid="ignore"):
+        return values.astype(np.float64)
 
 
 def _saturated(p: np.ndarray, y: np.ndarray, *, floors: bool) -> np.ndarray:
@@ -393,13 +420,13 @@ def _float_entropy(b: _Buffers, y: np.ndarray, safe: tuple[bool, bool]) -> float
     """sum of H(y) = -[y log y + (1 - y) log1p(-y)] over float targets (0 log 0 = 0)."""
     t = b.t
     np.log(np.maximum(y, _TINY, out=t) if safe[0] else y, out=t)
-    total = float(y @ t)
+    total = _dot(y, t)
     np.negative(y, out=t)
     if safe[1]:
         np.maximum(t, -1 + 2.0**-53, out=t)
     np.log1p(t, out=t)
     np.subtract(1.0, y, out=b.u)
-    total += float(b.u @ t)
+    total += _dot(b.u, t)
     return 0.0 - total
 
 

@@ -46,14 +46,14 @@ def test_float32_recons_of_8bit_png_targets(
 
 
 def test_16bit_png_pairs_with_alpha_dropped(folders: tuple[Path, Path], rng: np.random.Generator) -> None:
-    target = rng.integers(0, 65536, (12, 10, 4)).astype(np.uint16)
+    target = rng.integers(0, 65536, (24, 20, 4)).astype(np.uint16)  # above kernels.SMALL
     recon = np.clip(target + rng.normal(0, 500, target.shape), 0, 65535).astype(np.uint16)
     write_image(folders[0] / "a.png", target)
     write_image(folders[1] / "a.png", recon)
     [result] = _evaluate(folders, Settings())
     expected = metrics.sums(target[:, :, :3] / np.float64(65535), recon[:, :, :3] / np.float64(65535))
     _assert_close(result, expected)
-    assert result.shape == (12, 10, 3)
+    assert result.shape == (24, 20, 3)
 
 
 def test_logits_recons(folders: tuple[Path, Path], rng: np.random.Generator) -> None:

@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bce_eval import kernels, metrics
 
@@ -58,6 +60,13 @@ def natural(rng: np.random.Generator, shape: tuple[int, ...], top: int = 255) ->
     values.flat[:7] = 0.0
     values.flat[-7:] = 1.0
     return np.round(values * top).astype(np.uint8 if top == 255 else np.uint16)
+
+
+@pytest.fixture(autouse=True)
+def kernel_on_small_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel itself, however small the image (it leaves images of up to kernels.SMALL values
+    to metrics.sums, which test_small_images_take_the_direct_path checks)."""
+    monkeypatch.setattr(kernels, "SMALL", 0)
 
 
 @pytest.fixture
@@ -260,6 +269,23 @@ def test_logits_match_the_50_digit_reference(rng: np.random.Generator, make_logi
         assert rel(getattr(fast, figure), exact) <= 1e-12, figure
 
 
+def test_near_perfect_logits_are_as_exact_as_the_logit_allows(rng: np.random.Generator) -> None:
+    """Where sigmoid(x) is within about 1e-9 of y, p = sigmoid(x) is known to a few ulp of min(p,
+    1 - p) whatever computes it, and the excess, about d^2 / (2 y (1 - y)), to twice that over d:
+    the kernel stays within 4 ulp of that, as the direct path does."""
+    target = rng.integers(1, 255, 40).astype(np.uint8)
+    y = target / np.float64(255)
+    logits = np.log(y / (1 - y)) * (1 + rng.choice([-1, 1], y.size) * 1e-9)
+    for i in range(y.size):
+        truth = float(reference.element(y[i], logits[i], logits=True)[2])
+        d = abs(1 / (1 + np.exp(-logits[i])) - y[i])
+        allowed = 2 * 4 * 2.0**-53 * min(y[i], 1 - y[i]) / d
+        fast = kernels.image_sums(target[i : i + 1], logits[i : i + 1], from_logits=True).excess
+        direct = metrics.sums(y[i : i + 1], logits[i : i + 1], from_logits=True).excess
+        assert rel(fast, truth) <= allowed
+        assert rel(direct, truth) <= allowed
+
+
 # ---------------------------------------------------------------------------------------------
 # Properties and errors
 
@@ -327,6 +353,22 @@ def test_unusable_arguments_are_bugs_not_input_errors() -> None:
     )
 
 
+def test_small_images_take_the_direct_path(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "SMALL", 1024)
+    target = natural(rng, (32, 32, 1))
+    pred = np.clip(target / 255 + rng.normal(0, 0.02, target.shape), 0, 1).astype(np.float32)
+    pred.flat[:2] = [0.0, 1.0]
+    direct = metrics.sums(target / np.float64(255), pred.astype(np.float64), convention="torch")
+    assert kernels.image_sums(target, pred, convention="torch") == direct  # bit for bit
+
+    def not_called(*args: object, **kwargs: object) -> None:
+        raise AssertionError("metrics.sums called")
+
+    monkeypatch.setattr(metrics, "sums", not_called)
+    bigger = natural(rng, (33, 32, 1))  # 1,056 values: the kernel's own
+    assert kernels.image_sums(bigger, bigger / np.float64(255), convention="torch").excess == 0.0
+
+
 def test_level_entropy_is_the_direct_path_s() -> None:
     for scale in (255, 65535):
         y = np.arange(scale + 1) / np.float64(scale)
@@ -347,3 +389,53 @@ def test_a_subnormal_float_target_in_a_block_without_zeros(tiny: float) -> None:
     expected = metrics.sums(y, p.astype(np.float32))
     for figure in ("bce", "entropy", "excess"):
         assert getattr(got, figure) == pytest.approx(getattr(expected, figure), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any mix of kinds and values
+
+
+@st.composite
+def pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """A target of any kind, and predictions mixing exact, near-perfect, far and saturated values."""
+    n = draw(st.integers(1, 300))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["uint8", "uint16", "float64"]))
+    if kind == "float64":
+        target: np.ndarray = rng.random(n)
+        ends = rng.random(n) < 0.2
+        target[ends] = rng.choice([0.0, 1.0, 1e-12, 1 - 1e-12], n)[ends]
+    else:
+        top = 255 if kind == "uint8" else 65535
+        target = rng.integers(0, top + 1, n).astype(kind)
+    y = as_float(target)
+    logits = draw(st.booleans())
+    if logits:
+        pred = np.log(np.clip(y, 1e-6, 1 - 1e-6) / (1 - np.clip(y, 1e-6, 1 - 1e-6)))
+        # Not nearer than 0.01: a logit fixes p only to a few ulp, so no path is exact nearer
+        # (test_near_perfect_logits_are_as_exact_as_the_logit_allows).
+        pred = pred + rng.choice([0.01, 1.0, 50.0], n) * rng.choice([-1, 1], n)
+        chosen: dict[str, object] = {"from_logits": True}
+    else:
+        far = rng.random(n)
+        near = np.clip(y * (1 + rng.choice([1e-12, 1e-9, 1e-6, 1e-3], n) * rng.choice([-1, 1], n)), 0, 1)
+        ends = rng.choice([0.0, 1.0, 1e-9, 1 - 1e-9, 1e-320], n)
+        pred = np.select(
+            [rng.random(n) < 0.4, rng.random(n) < 0.5, rng.random(n) < 0.5], [near, far, ends], y
+        )
+        convention, eps = draw(st.sampled_from(CONVENTIONS))
+        chosen = {"convention": convention, "eps": eps}
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return target.reshape(n, 1, 1), pred.astype(dtype).reshape(n, 1, 1), chosen
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs(), st.sampled_from([16, 64, 8192]))
+def test_any_pair_matches_the_direct_path(
+    pair: tuple[np.ndarray, np.ndarray, dict[str, object]], block: int
+) -> None:
+    target, pred, chosen = pair
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "BLOCK", block)
+        assert_like_direct(target, pred, **chosen)
