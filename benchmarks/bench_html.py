@@ -172,9 +172,7 @@ def browse(page: Path, repeats: int) -> dict[str, float] | None:
 
 def print_browsed(shown: dict[str, float] | None, repeats: int, goal: float) -> None:
     if shown:
-        print(
-            f"  Chromium, median of {repeats}: table drawn {shown['open']:.2f} s after navigation (goal < {goal})"
-        )
+        print(f"  Chromium, median of {repeats}: table drawn in {shown['open']:.2f} s (goal < {goal})")
         print(
             f"  sort by excess {shown['sort'] * 1000:.0f} ms; filter by name {shown['filter'] * 1000:.0f} ms"
         )
