@@ -325,7 +325,7 @@ def _legend_bars(scale: MapScale) -> str:
             "berlin",
             f"-{scale.signed:g}",
             f"+{scale.signed:g}",
-            "signed error p - y: blue too dark, red too bright",
+            "p - y: blue too dark, red too bright",
         ),
     ):
         bars.append(
