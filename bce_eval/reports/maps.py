@@ -466,7 +466,11 @@ class MapsWritten:
         what = "excess maps (.npy, float64)" if self.format == "npy" else "excess and signed-error maps"
         line = f"maps: {self.written} pairs' {what} in {printable(self.folder)}"
         if self.scale is not None:
-            line += f"; {self.scale.describe()}; legends {', '.join(map(printable, self.legends))}"
+            s = self.scale
+            line += (
+                f"; excess 0 to {s.excess:g} {s.units} per pixel, p - y from -{s.signed:g} to +{s.signed:g}; "
+                f"legends {', '.join(map(printable, self.legends))}"
+            )
         return line
 
 
