@@ -101,13 +101,17 @@ class Visit:
             "console", lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None
         )
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("dialog", self._dialog)
         self.context.route(
             "**/*", lambda route: route.abort() if route.request.url != path.as_uri() else route.continue_()
         )
         self.page.goto(path.as_uri())
         if javascript:
             self.page.wait_for_selector("body[data-ready]")
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def column(self, key: str) -> list[str]:
         index = self.page.eval_on_selector_all(

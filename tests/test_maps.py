@@ -105,6 +105,7 @@ def test_npy_maps_are_the_float64_excess_of_every_value(folders: tuple[Path, Pat
             expected = bce_eval.pixel_maps(y, p).excess.reshape(stored.shape)
             assert stored.dtype == np.float64
             np.testing.assert_array_equal(stored, expected * scale if units == "bits" else expected)
+            assert result.sums is not None
             assert math.isclose(stored.sum() / scale, result.sums.excess, rel_tol=1e-12)
         assert not list((tmp_path / units).glob("*.png"))  # no legend: npy maps have no colours
 

@@ -426,7 +426,7 @@ def check_options(folder: str | os.PathLike[str] | None, top: int | None, format
     if top is not None and not (isinstance(top, int) and top >= 0):
         raise OptionError("--maps-top", f"must be a whole number >= 0, not {top!r}")
     if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
-        raise OptionError("--maps", f"{printable(folder)} exists and is not a folder")
+        raise OptionError("--maps", f"{printable(os.fspath(folder))} exists and is not a folder")
 
 
 def _sources(report: Report, results: Sequence[ImageResult]) -> list[Pair | ArrayPair]:
@@ -444,9 +444,10 @@ def _run(function: Any, jobs: list[Job], report: Report) -> list[Any]:
 
 def _scale_of(looked: Sequence[Looked], report: Report) -> MapScale:
     """The report's scale: the one its first maps fixed, else one from these pairs, fixed now."""
-    measured = [item for item in looked if item.excess is not None and item.signed is not None]
-    excess = sum((item.excess for item in measured), Spread(np.zeros(_BINS, np.int64), 0.0))  # type: ignore[misc]
-    signed = sum((item.signed for item in measured), Spread(np.zeros(_BINS, np.int64), 0.0))  # type: ignore[misc]
+    excess = signed = Spread(np.zeros(_BINS, np.int64), 0.0)
+    for item in looked:
+        if item.excess is not None and item.signed is not None:
+            excess, signed = excess + item.excess, signed + item.signed
     return report.fix_map_scale(MapScale.of(excess, signed, report.settings.display.units))
 
 
