@@ -389,10 +389,10 @@ def _with_maps(
     for line in lines:
         if notes is not None:
             notes(line)
-    return replace_notes(report, (*report.notes, *lines))
+    return _with_notes(report, (*report.notes, *lines))
 
 
-def replace_notes(report: Report, notes: tuple[str, ...]) -> Report:
+def _with_notes(report: Report, notes: tuple[str, ...]) -> Report:
     """The same report with other notes (its figures, scale and view kept)."""
     kept = {k: v for k, v in report.__dict__.items() if k in ("stats", "view", "_map_scale")}
     changed = replace(report, notes=notes)

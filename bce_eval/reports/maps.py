@@ -178,7 +178,16 @@ class PairMaps:
     @property
     def excess_per_pixel(self) -> np.ndarray:
         """The mean excess over each pixel's channels (height, width), in nats."""
-        return self.excess.mean(axis=2)
+        return _channel_sum(self.excess) / self.excess.shape[2]
+
+
+def _channel_sum(values: np.ndarray) -> np.ndarray:
+    """The sum over the last axis, a channel at a time: NumPy reduces a short last axis several
+    times slower than it adds whole planes."""
+    total = values[:, :, 0].copy()
+    for channel in range(1, values.shape[2]):
+        total += values[:, :, channel]
+    return total
 
 
 def pair_maps(target: np.ndarray, recon: np.ndarray, settings: Settings) -> PairMaps:
@@ -190,13 +199,13 @@ def pair_maps(target: np.ndarray, recon: np.ndarray, settings: Settings) -> Pair
         figures = metrics.byte_tables(scoring.eps, scoring.convention).figures
         excess = figures[2].take(metrics.byte_pair_index(target, recon)).reshape(target.shape)
         difference = recon.astype(np.int16) - target
-        signed = difference.sum(axis=2) / np.float64(255 * target.shape[2])
+        signed = _channel_sum(difference) / np.float64(255 * target.shape[2])
         return PairMaps(excess, signed)
     maps = metrics.pixel_maps(
         target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
     )
     pred = _sigmoid(recon) if scoring.logits else recon
-    return PairMaps(maps.excess, (pred - target).mean(axis=2))
+    return PairMaps(maps.excess, _channel_sum(pred - target) / target.shape[2])
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
