@@ -16,7 +16,7 @@ Chromium is the system's (/usr/bin/chromium, or CHROMIUM=path), driven by Playwr
 them the browser figures are skipped with a note.
 
     python benchmarks/bench_html.py              # about 10 minutes on 2 cores, data included
-    python benchmarks/bench_html.py --repeats 3 --skip-100k
+    python benchmarks/bench_html.py --repeats 9 --parts cost
 """
 
 from __future__ import annotations
@@ -219,15 +219,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data", type=Path, default=HERE / "data")
-    parser.add_argument("--skip-100k", action="store_true")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("cost", "10k", "100k"),
+        default=["cost", "10k", "100k"],
+        help="what to run",
+    )
     args = parser.parse_args()
     for line in machine_lines():
         print(line)
     with tempfile.TemporaryDirectory(prefix="bench-html-") as scratch:
         work = Path(scratch)
-        cost_on_500(args.data, args.repeats, work)
-        page_10k(args.data, args.repeats, work)
-        if not args.skip_100k:
+        if "cost" in args.parts:
+            cost_on_500(args.data, args.repeats, work)
+        if "10k" in args.parts:
+            page_10k(args.data, args.repeats, work)
+        if "100k" in args.parts:
             page_100k(args.repeats, work)
 
 

@@ -6,8 +6,9 @@ and the signed error p - y (mean over channels) on the diverging berlin map, cen
 where the reconstruction is too dark, black where it is exact, red where it is too bright.
 
 One scale serves a whole run, so that a colour means the same excess in every map: the first
-maps drawn for a report fix it (Report.map_scale) at the 99th percentile of the mapped pixels'
-values, rounded up to 1, 2, 2.5 or 5 times a power of ten; values above it take the top colour.
+maps drawn for a report fix it (Report.map_scale) at the 99th percentile of the values they draw
+(every pixel of a full-size map; a thumbnail's reduced pixels), rounded up to 1, 2, 2.5 or 5
+times a power of ten; values above it take the top colour.
 
 Maps are drawn only for the images that get them, after the run, by reading those pairs again
 as the run read them (in worker processes for files), and each map is checked against the run:
@@ -268,7 +269,7 @@ def _reduced(values: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return values.astype(np.float32)
     h, w = values.shape
-    image = Image.fromarray(values.astype(np.float32), mode="F")
+    image = Image.fromarray(values.astype(np.float32))  # mode F
     size = (math.ceil(w / factor), math.ceil(h / factor))
     return np.asarray(image.resize(size, Image.Resampling.BOX))
 
@@ -349,18 +350,19 @@ def look(jobs: Sequence[Job], settings: Settings) -> list[Looked]:
             looked.append(Looked(job.name, checked))
             continue
         target, recon, maps = checked
-        per_pixel = maps.excess_per_pixel
+        excess, signed = maps.excess_per_pixel, maps.signed
         thumbnails = None
-        if job.thumbnail:
+        if job.thumbnail:  # the values drawn are the reduced ones: the scale is theirs
             factor = _factor(target.shape)
+            excess, signed = _reduced(excess, factor), _reduced(signed, factor)
             thumbnails = Thumbnails(
                 _picture(target, factor),
                 _picture(recon, factor, settings.scoring.logits),
-                _reduced(per_pixel, factor),
-                _reduced(maps.signed, factor),
+                excess,
+                signed,
                 (int(target.shape[0]), int(target.shape[1]), int(target.shape[2])),
             )
-        looked.append(Looked(job.name, None, Spread.of(per_pixel), Spread.of(maps.signed), thumbnails))
+        looked.append(Looked(job.name, None, Spread.of(excess), Spread.of(signed), thumbnails))
     return looked
 
 
