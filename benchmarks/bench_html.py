@@ -199,7 +199,7 @@ def page_10k(data: Path, repeats: int, work: Path) -> None:
     warm_cache(folder)
     page = work / "page10k.html"
     command = [sys.executable, "-m", "bce_eval", "compare", str(folder / "targets"), str(folder / "recons")]
-    seconds = timed(
+    seconds, _ = timed(
         [*command, "--quiet", "--top", "0", "--html", str(page)], {**CHILD_ENV, "PYTHONPATH": str(ROOT)}
     )
     size = page.stat().st_size / 1e6
