@@ -28,7 +28,7 @@ import numpy as np
 
 from . import guards, kernels, metrics
 from .errors import BackendError, InputError
-from .images import Decoded, Pair, decode, to_float
+from .images import Decoded, Pair, decode, normalize, to_float
 from .model import ImageResult, Settings
 
 T = TypeVar("T")
@@ -499,3 +499,46 @@ def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> 
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+# --------------------------------------------------------------------------------------------
+# Pixels again, after a run: the pairs that get heat maps and thumbnails (reports/maps.py).
+
+
+def prepare(item: Pair | ArrayPair, settings: Settings) -> tuple[np.ndarray, np.ndarray] | str:
+    """A pair's two images as the metrics take them (both uint8, or both float64), read and
+    checked as a run reads them; or the one line that says why they cannot be."""
+    ready = _ready_array(item, settings) if isinstance(item, ArrayPair) else _ready(item, settings)
+    if isinstance(ready, ImageResult):
+        return ready.error or "error"
+    if ready.bytes:
+        return ready.target, ready.recon
+    # The NumPy backend keeps other pairs in their stored types for kernels.image_sums: here
+    # both become float64 in [0, 1] (logits as they are), scaled by dtype as the direct path is.
+    return normalize(ready.target, ready.pair.target or ""), normalize(ready.recon, ready.pair.recon or "")
+
+
+def each_chunk(
+    function: Callable[[Sequence[T], Settings], list[R]],
+    items: Sequence[T],
+    settings: Settings,
+    *,
+    in_process: bool = False,
+) -> Iterator[R]:
+    """function(chunk, settings) over chunks of items, its results in order: in worker processes
+    as ``evaluate`` runs pairs (files), or in this process (``in_process``: arrays in memory,
+    which would have to be copied to reach a worker)."""
+    workers = max(1, min(settings.execution.workers or default_workers(), len(items)))
+    size = max(1, min(_MAX_CHUNK, len(items) // (workers * 4)))
+    if in_process or workers == 1:
+        for chunk in _chunks(items, size):
+            yield from function(chunk, settings)
+        return
+    pool = _process_pool(workers)
+    try:
+        for results in _in_order(
+            pool, function, _chunks(items, size), workers * _WINDOW_PER_WORKER, settings
+        ):
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
