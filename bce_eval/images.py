@@ -27,13 +27,13 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import InputError, printable
+from .errors import InputError, OptionError, printable
 
 Alpha = Literal["drop", "include"]
 Decoder = Literal["png", "tiff", "npy", "pillow"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+SUFFIXES = (*IMAGE_SUFFIXES, ".npy", ".npz")  # .npz: batch files, read by bce_eval.stacks
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # TIFF and BigTIFF, little and big endian
@@ -91,6 +91,7 @@ class _Scan:
     files: dict[str, list[str]]  # image files by key
     ignored: list[str]
     bad: dict[str, str]  # image names that are not readable regular files, and why
+    stripped: int = 0  # names the suffix to strip was found on
 
 
 def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
@@ -139,6 +140,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     ignored: list[str] = []
     bad: dict[str, str] = {}
     suffixes = frozenset(s.removeprefix(".") for s in SUFFIXES)
+    stripped = 0
     for entry, relative in _walk(root):
         path = entry.path
         key, dot, suffix = relative.rpartition(".")
@@ -147,6 +149,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
             continue
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
+            stripped += 1
         found[key].append(path)
         if not _is_file(entry):
             problem = file_problem(Path(path))
@@ -155,7 +158,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     for paths in found.values():
         paths.sort()
     ignored.sort()
-    return _Scan(found, ignored, bad)
+    return _Scan(found, ignored, bad, stripped)
 
 
 def _ambiguous(paths: list[str]) -> str:
@@ -166,6 +169,13 @@ def _ambiguous(paths: list[str]) -> str:
 def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
     """Pair files by relative path without extension, recursively; report every leftover."""
     target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
+    if recon_suffix and not recon_scan.stripped and recon_scan.files:
+        example = min(recon_scan.files)
+        raise OptionError(
+            "--recon-suffix",
+            f"no reconstruction's name in {printable(recons)} ends with {recon_suffix!r} "
+            f"(e.g. {printable(example)}); nothing would pair by it",
+        )
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
     pairs = []
@@ -457,7 +467,7 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
     return pixels, has_alpha
 
 
-def _read_npy(path: Path | str) -> np.ndarray:
+def _read_npy(path: Path | str, batch_dimensions: int = 4) -> np.ndarray:
     """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
     allocated, and the pixel count is checked like an image's before the data is read."""
@@ -472,8 +482,15 @@ def _read_npy(path: Path | str) -> np.ndarray:
     except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
         problem = "holds Python objects, which are never loaded" if "Python objects" in str(e) else e
         raise InputError(path, f"cannot read .npy: {problem}") from None
-    if mapped.ndim in (2, 3):
-        _check_pixel_count(mapped.shape[1], mapped.shape[0], path)
+    if mapped.ndim == batch_dimensions:  # read as a batch (bce_eval.stacks), never loaded whole here
+        raise InputError(
+            path, f"has shape {mapped.shape}: a batch of {mapped.shape[0]} images, not one image"
+        )
+    if mapped.ndim not in (2, 3):  # refused before its data is read
+        raise InputError(
+            path, f"has shape {mapped.shape}; expected (height, width) or (height, width, channels)"
+        )
+    _check_pixel_count(mapped.shape[1], mapped.shape[0], path)
     try:
         return np.array(mapped)
     except MemoryError:
@@ -577,10 +594,11 @@ class Decoded:
         return self.pixels[:, :, :-1] if self.has_alpha and alpha == "drop" else self.pixels
 
 
-def decode(path: Path | str, *, logits: bool = False) -> Decoded:
+def decode(path: Path | str, *, logits: bool = False, layout: str | None = None) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
-    logits: the file holds logits (.npy float only).
+    logits: the file holds logits (.npy float only). layout: the --layout of batch files; for
+    "nchw", a 3-D .npy image is channels first (channels x height x width).
     """
     sniffed, head = _sniff(path)
     decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
@@ -588,9 +606,11 @@ def decode(path: Path | str, *, logits: bool = False) -> Decoded:
     if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
     if decoder == "npy":
-        pixels = _read_npy(path)
+        pixels = _read_npy(path, 3 if layout == "nhw" else 4)
         if logits and pixels.dtype.kind != "f":
             raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
+        if layout == "nchw" and pixels.ndim == 3:
+            pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))  # summed as a file's would be
     elif decoder == "tiff":
         pixels, has_alpha = _read_tiff(path)
     elif decoder == "png":
