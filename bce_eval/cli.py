@@ -37,7 +37,7 @@ from .pipeline import EXIT_GATE, EXIT_INPUT, EXIT_OK
 from .reports.ci import plural
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .pipeline import Report
 
@@ -82,11 +82,21 @@ class _Group(TyperGroup):
     type, a missing argument) as one line on stderr and exit code 2, like every other error,
     instead of Click's usage block."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        call = {"args": args, "prog_name": prog_name, "complete_var": complete_var, **extra}
+        call["windows_expand_args"] = windows_expand_args
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(**call, standalone_mode=False)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(**call, standalone_mode=False)
         except _NO_ARGS_IS_HELP as e:  # the command alone: its help, as Click shows it
             e.show()
             sys.exit(e.exit_code)

@@ -257,8 +257,9 @@ def _evaluate_chunk(
         results.append(item)
     small = [item for item in results if isinstance(item, _Ready)]
     arrays = [(r.target, r.recon) for r in small]
+    sums: list[tuple[metrics.Sums, tuple[metrics.Sums, ...] | None]]
     if settings.display.per_channel:
-        sums = metrics.byte_image_sums_many(arrays, eps=scoring.eps, convention=scoring.convention)
+        sums = list(metrics.byte_image_sums_many(arrays, eps=scoring.eps, convention=scoring.convention))
     else:
         sums = [
             (s, None) for s in metrics.byte_sums_many(arrays, eps=scoring.eps, convention=scoring.convention)

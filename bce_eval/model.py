@@ -215,7 +215,7 @@ class Settings:
         """Settings from the options as the command and ``bce_eval.compare`` name them."""
         return cls(
             Scoring(convention, eps, logits),
-            Reading(alpha, grayscale, ",".join(dict.fromkeys(side_layouts(layout))) if layout else None),
+            Reading(alpha, grayscale, ",".join(dict.fromkeys(p for p in side_layouts(layout) if p)) or None),
             Execution(backend, device, workers),
             Display(units, top, group_by, per_channel),
         )

@@ -347,9 +347,11 @@ def compare(
         def keep(name: str) -> bool:
             return shard_of(name, count) == index
 
-        units = [u for u in planned.units if not isinstance(u, images.Pair) or keep(u.name)]
-        selected = sum(1 if isinstance(u, images.Pair) else sum(map(keep, u.names())) for u in units)
-        planned = replace(planned, units=units)
+        kept = [u for u in planned.units if not isinstance(u, images.Pair) or keep(u.name)]
+        selected = sum(
+            1 if isinstance(u, images.Pair) else sum(1 for n in u.names() if keep(n)) for u in kept
+        )
+        planned = replace(planned, units=kept)
         _note(plan, notes, f"shard {index}/{count}: {selected} of {total} pairs")
     batches: list[Batch] = []
     results = _with_progress(_evaluate_units(planned.units, plan.settings, keep, batches), selected, progress)

@@ -179,7 +179,7 @@ class View:
                 None, nan, nan, nan, nan, nan, nan, None, result.error or "error", before, delta,
                 group=group,
             )  # fmt: skip
-        channels = ()
+        channels: tuple[ChannelRow, ...] = ()
         if result.channels is not None:
             names = channel_names(len(result.channels))
             channels = tuple(ChannelRow.of(n, c, k) for n, c in zip(names, result.channels, strict=True))
