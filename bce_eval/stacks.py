@@ -35,9 +35,6 @@ from .images import MAX_PIXELS, Pair, Pairing, file_problem
 from .model import LAYOUTS, Layouts
 
 ARRAY_SUFFIXES = (".npy", ".npz")
-# What each layout calls its axes, as the summary states it.
-AXES = {"nhwc": "items x height x width x channels", "nchw": "items x channels x height x width",
-        "nhw": "items x height x width"}  # fmt: skip
 # Bytes of a stack read at once: enough to keep per-call overhead small, little next to memory.
 CHUNK_BYTES = 1 << 24
 MAX_CHUNK_ITEMS = 128
@@ -217,10 +214,8 @@ def _read_header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dt
     return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
-def _stack(
-    name: str, path: str, key: str | None, f: IO[bytes], room: int | None, layout: str | None
-) -> Stack:
-    """A Stack from the header at f's position; room is how many bytes the array may take."""
+def _stack(name: str, path: str, key: str | None, f: IO[bytes], layout: str | None) -> Stack:
+    """A Stack from the header at f's position; the caller checks that its data is there."""
     where = path if key is None else f"{path}/{key}"
     shape, fortran, dtype = _read_header(f, where)
     start = f.tell()
@@ -241,8 +236,6 @@ def _stack(
     if 0 in shape[1:]:
         raise InputError(where, f"has shape {shape}: items without pixels")
     stack = Stack(name, path, key, shape, dtype, start, chosen)
-    if room is not None and stack.item_bytes * stack.items > room:
-        raise InputError(where, f"its header claims {shape} {dtype} but the file holds less data")
     return stack
 
 
@@ -254,7 +247,7 @@ def open_npy(name: str, path: str, layout: str | None) -> Stack:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            stack = _stack(name, path, None, f, None, layout)
+            stack = _stack(name, path, None, f, layout)
     except OSError as e:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     if stack.item_bytes * stack.items > size - (stack.offset or 0):
@@ -295,7 +288,7 @@ def open_npz(name: str, path: str, layout: str | None) -> tuple[list[Stack], lis
                             raise InputError(f"{path}/{key}", "damaged zip entry")
                         data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
                         raw.seek(data_start)
-                        stack = _stack(f"{name}/{key}", path, key, raw, None, layout)
+                        stack = _stack(f"{name}/{key}", path, key, raw, layout)
                         if stack.item_bytes * stack.items > info.file_size - (
                             (stack.offset or 0) - data_start
                         ):
@@ -305,9 +298,7 @@ def open_npz(name: str, path: str, layout: str | None) -> tuple[list[Stack], lis
                             )
                     else:
                         with archive.open(info) as member:
-                            stack = replace(
-                                _stack(f"{name}/{key}", path, key, member, None, layout), offset=None
-                            )
+                            stack = replace(_stack(f"{name}/{key}", path, key, member, layout), offset=None)
                 except InputError as e:
                     problems.append((key, e.problem))
                     continue

@@ -101,6 +101,7 @@ def test_per_channel_figures_match_each_channel_scored_alone(
                     "--csv", tmp_path / "o.csv")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "By channel (nats per pixel)" in result.stdout
+    assert "excess by channel" in result.stdout
     document = json.loads(out.read_text())
     channels = {c["channel"]: c for c in document["channels"]}
     assert list(channels) == ["R", "G", "B"]
@@ -152,3 +153,17 @@ def test_merged_shards_keep_groups_and_channels_exact(tmp_path: Path, rng: np.ra
     single, joined = (json.loads((tmp_path / f).read_text()) for f in ("all.json", "m.json"))
     for key in ("summary", "channels", "groups"):
         assert single[key] == joined[key]
+
+
+def test_per_channel_sums_on_the_torch_backend_equal_numpy_s(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    pytest.importorskip("torch")
+    classes(tmp_path, rng)
+    for backend in ("numpy", "torch"):
+        args = ("compare", tmp_path / "t", tmp_path / "r", "--per-channel", "--backend", backend)
+        assert invoke(*args, "--json", tmp_path / f"{backend}.json").exit_code == 0
+    numpy_run, torch_run = (json.loads((tmp_path / f"{b}.json").read_text()) for b in ("numpy", "torch"))
+    for a, b in zip(numpy_run["channels"], torch_run["channels"], strict=True):
+        assert a["channel"] == b["channel"] and a["clipped"] == b["clipped"]
+        assert a["excess"] == pytest.approx(b["excess"], rel=1e-12)

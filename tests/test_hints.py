@@ -48,6 +48,12 @@ def test_recon_names_with_a_suffix_get_the_recon_suffix_hint(
     assert sum("no target in" in e for e in errors) == 10
     assert errors.count("... and 20 more like this") == 2
     assert errors[-1] == "60 of 60 pairs could not be evaluated"
+    github = invoke("compare", tmp_path / "t", tmp_path / "r", "--format", "github")
+    assert (
+        github.stdout.rstrip()
+        .splitlines()[-1]
+        .startswith("::notice title=bce-eval hint::30 reconstructions are named as a target plus '_recon'")
+    )
     fixed = invoke("compare", tmp_path / "t", tmp_path / "r", "--recon-suffix", "_recon")
     assert fixed.exit_code == 0 and "hint:" not in fixed.stdout
 

@@ -253,8 +253,8 @@ def _property(text: str) -> str:
 
 
 def github_commands(view: View) -> list[str]:
-    """GitHub Actions workflow commands: an ::error per failed gate and per input error, and a
-    ::notice with the outcome."""
+    """GitHub Actions workflow commands: an ::error per failed gate and per input error, a
+    ::notice with the outcome, and one with the hint when there is one."""
     verdict = view.verdict or Verdict(view.units)
     lines = []
     for gate in verdict.failed:
@@ -274,4 +274,6 @@ def github_commands(view: View) -> list[str]:
             else f"{len(verdict.failed)} of {plural(len(verdict.gates), 'gate')} failed"
         )
         lines.append(f"::notice title=bce-eval::{_data(outcome)}")
+    if view.hint:
+        lines.append(f"::notice title=bce-eval hint::{_data(view.hint.removeprefix('hint: '))}")
     return lines

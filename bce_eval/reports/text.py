@@ -182,8 +182,11 @@ def _print_worst(console: Console, view: View) -> None:
         table.add_column("image", justify="left")
         for column in ("size", "BCE", "H", "excess", "clipped"):
             table.add_column(column, justify="right")
+        by_channel = len(view.channels) > 1  # --per-channel on a multi-channel set
+        if by_channel:
+            table.add_column("excess by channel", justify="left")
         for rank, r in enumerate(view.worst, start=1):
-            table.add_row(
+            cells = [
                 str(rank),
                 escape(printable(r.name)),
                 "x".join(map(str, r.shape or ())),
@@ -191,6 +194,9 @@ def _print_worst(console: Console, view: View) -> None:
                 fmt(r.entropy),
                 fmt(r.excess),
                 str(r.clipped),
-            )
+            ]
+            if by_channel:
+                cells.append(" ".join(f"{c.channel} {fmt(c.excess)}" for c in r.channels))
+            table.add_row(*cells)
         tables.append(table)
     _print(console, *tables)
