@@ -25,15 +25,104 @@ from rich.table import Table
 from . import __version__
 from .errors import EXIT_GATE, EXIT_INPUT, EXIT_OK, BceEvalError
 
+try:  # Typer carries its own copy of Click from 0.2x on; before, it uses Click itself
+    from typer._click import core as click_core
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer
+    from click import core as click_core  # type: ignore[no-redef]
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+from typer.core import TyperCommand, TyperGroup
+
+from .reports.ci import plural
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .pipeline import Report
 
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 __all__ = ["EXIT_GATE", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_TERMINATED", "app"]
 
+
+def usage_error_line(error: click_errors.UsageError) -> str:
+    """Click's usage error as one line, ``error: --OPTION: problem``, its suggestion kept."""
+    if isinstance(error, click_errors.NoSuchOption):
+        line = f"error: {error.option_name}: no such option"
+        if error.possibilities:
+            options = list(error.possibilities)  # the closest first
+            choices = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+            line += f"; did you mean {choices}?"
+        return line
+    message = " ".join(error.format_message().split()).rstrip(".")
+    if isinstance(error, click_errors.BadParameter) and error.param is not None:
+        param = error.param
+        is_option = getattr(param, "param_type_name", "") == "option" and param.opts
+        name = param.opts[0] if is_option else param.human_readable_name
+        if isinstance(error, click_errors.MissingParameter):
+            kind = "option" if is_option else "argument"
+            return f"error: {name}: missing {kind}; see bce-eval {_command(error)}--help"
+        if error.ctx is not None:
+            message = message.removeprefix(f"Invalid value for {param.get_error_hint(error.ctx)}: ")
+        return f"error: {name}: {message}"
+    if isinstance(error, click_errors.BadOptionUsage) and "requires an argument" in message:
+        return f"error: {error.option_name}: needs a value"
+    if isinstance(error, click_errors.BadOptionUsage):
+        return f"error: {error.option_name}: {message}"
+    return f"error: {message[:1].lower()}{message[1:].replace('. Did you mean', '; did you mean')}"
+
+
+def _command(error: click_errors.UsageError) -> str:
+    ctx = error.ctx
+    return f"{ctx.info_name} " if ctx is not None and ctx.parent is not None and ctx.info_name else ""
+
+
+class _Group(TyperGroup):
+    """The app's command group: Click's usage errors (an unknown option, a value of the wrong
+    type, a missing argument) as one line on stderr and exit code 2, like every other error,
+    instead of Click's usage block."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        call = {"args": args, "prog_name": prog_name, "complete_var": complete_var, **extra}
+        call["windows_expand_args"] = windows_expand_args
+        if not standalone_mode:
+            return super().main(**call, standalone_mode=False)
+        try:
+            code = super().main(**call, standalone_mode=False)
+        except _NO_ARGS_IS_HELP as e:  # the command alone: its help, as Click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click_errors.UsageError as e:
+            stderr.print(usage_error_line(e), markup=False)
+            sys.exit(EXIT_INPUT)
+        except click_errors.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            stderr.print("interrupted", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+_NO_ARGS_IS_HELP: Any = getattr(click_errors, "NoArgsIsHelpError", ())
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments plainly: TARGETS, not {TARGETS}."""
+
+    def collect_usage_pieces(self, ctx: click_core.Context) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Exact BCE, target entropy and excess loss (BCE - H = KL) for autoencoder reconstructions.",
     no_args_is_help=True,
     add_completion=False,
@@ -142,6 +231,32 @@ MaxRegressionOpt = Annotated[
         metavar="FRAC",
         help="Gate, with --baseline: fail if the overall excess grew by more than FRAC (0.05 = 5 %) "
         "over the baseline's.",
+    ),
+]
+MaxGroupExcessOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-group-excess",
+        metavar="X",
+        help="Gate, with --group-by: fail if any group's pixel-weighted excess is above X, in the "
+        "report's unit (--units) per pixel; the groups over X are named.",
+    ),
+]
+GroupByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--group-by",
+        metavar="folder|folder:N",
+        help="Figures per group of pairs: by the first folder of each name (folder), or its first N "
+        "folders (folder:N); a table in the summary, groups in JSON, a group column in CSV.",
+    ),
+]
+PerChannelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--per-channel",
+        help="Figures per channel (R, G, B, A; grey; or an index) in the summary and JSON, and CSV "
+        "columns bce_C, entropy_C, excess_C; an 8-bit image then takes a histogram per channel.",
     ),
 ]
 JunitOpt = Annotated[
@@ -341,27 +456,34 @@ def _render(
         for line in report.github_commands():
             print(line)
     failed = report.failed
-    for r in failed:
-        stderr.print(f"error: {r.error}", markup=False)
+    for line in report.error_lines():  # a kind of error repeated many times: the first few
+        stderr.print(line, markup=False)
     if failed:
-        stderr.print(f"{len(failed)} of {len(report.images)} pairs could not be evaluated", markup=False)
+        stderr.print(
+            f"{len(failed):,} of {plural(len(report.images), 'pair')} could not be evaluated", markup=False
+        )
     if unwritten is not None:
         raise fail(str(unwritten))
     if report.exit_code != EXIT_OK:
         raise typer.Exit(report.exit_code)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_interruptible
 def compare(
     targets: Annotated[
-        Path, typer.Argument(metavar="TARGETS", help="Folder of target images (searched recursively).")
+        Path,
+        typer.Argument(
+            metavar="TARGETS",
+            help="Folder of target images (searched recursively), or a .npy or .npz batch file.",
+        ),
     ],
     recons: Annotated[
         Path,
         typer.Argument(
             metavar="RECONS",
-            help="Folder of reconstructions, paired with targets by relative path without extension.",
+            help="Folder of reconstructions, paired with targets by relative path without extension; "
+            "or a batch file, paired item by item with the targets' batch file.",
         ),
     ],
     recon_suffix: Annotated[
@@ -374,7 +496,10 @@ def compare(
         Path | None,
         typer.Option(
             "--pairs",
-            help="CSV with columns target,recon listing the pairs; paths relative to TARGETS and RECONS.",
+            metavar="FILE.csv|order",
+            help="CSV with columns target,recon listing the pairs (paths relative to TARGETS and RECONS); "
+            "or 'order': item i of TARGETS with item i of RECONS, files in name order and batch files "
+            "item by item, as when a batch file faces a folder.",
         ),
     ] = None,
     allow_outside: Annotated[
@@ -384,7 +509,17 @@ def compare(
             help="Let --pairs rows name files outside TARGETS and RECONS (absolute paths, ../).",
         ),
     ] = False,
-    top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            metavar="nhwc|nchw|nhw",
+            help="Axes of .npy and .npz batch files, never guessed: nhwc (the default for 4-D arrays), "
+            "nchw, or nhw (one channel; the default for 3-D arrays); TARGETS,RECONS (e.g. nhwc,nchw) "
+            "where they differ. With nchw, a 3-D .npy image is channels first.",
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many of the worst images to list.")] = 10,
     csv_path: Annotated[
         str | None, typer.Option("--csv", help="Write one row per pair to this CSV file ('-' for stdout).")
     ] = None,
@@ -405,7 +540,7 @@ def compare(
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda or cuda:N.")] = "cpu",
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Processes (NumPy) or decoding threads (torch); default: one per core."),
+        typer.Option(help="Processes (NumPy) or decoding threads (torch); default: one per core."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     alpha: Annotated[
@@ -425,9 +560,12 @@ def compare(
             "are an error of their own); default: a quarter of the available memory over the workers.",
         ),
     ] = None,
+    group_by: GroupByOpt = None,
+    per_channel: PerChannelOpt = False,
     max_excess: MaxExcessOpt = None,
     max_image_excess: MaxImageExcessOpt = None,
     max_bce: MaxBceOpt = None,
+    max_group_excess: MaxGroupExcessOpt = None,
     baseline: BaselineOpt = None,
     max_regression: MaxRegressionOpt = None,
     junit_path: JunitOpt = None,
@@ -460,10 +598,11 @@ def compare(
         _check_maps(maps, maps_top, maps_format)
         report = run_compare(
             targets, recons, recon_suffix=recon_suffix, pairs=pairs, allow_outside=allow_outside,
-            convention=convention, eps=eps, logits=logits, units=units, alpha=alpha, grayscale=grayscale,
-            max_image_bytes=max_image_bytes, backend=backend, device=device,
-            workers=workers, shard=shard, max_excess=max_excess, max_image_excess=max_image_excess,
-            max_bce=max_bce, baseline=baseline, max_regression=max_regression, top=top,
+            layout=layout, convention=convention, eps=eps, logits=logits, units=units, alpha=alpha,
+            grayscale=grayscale, max_image_bytes=max_image_bytes, backend=backend, device=device,
+            workers=workers, shard=shard, group_by=group_by, per_channel=per_channel,
+            max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+            max_group_excess=max_group_excess, baseline=baseline, max_regression=max_regression, top=top,
             progress=_show_progress(quiet) and stderr, notes=_note,
         )  # fmt: skip
         _render(
@@ -474,7 +613,7 @@ def compare(
         raise fail(str(e)) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 @_interruptible
 def merge(
     reports: Annotated[
@@ -484,16 +623,19 @@ def merge(
             help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
         ),
     ],
-    top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
+    top: Annotated[int, typer.Option(help="How many of the worst images to list.")] = 10,
     csv_path: Annotated[
         str | None, typer.Option("--csv", help="Write the merged CSV report here ('-' for stdout).")
     ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the merged JSON report here ('-' for stdout).")
     ] = None,
+    group_by: GroupByOpt = None,
+    per_channel: PerChannelOpt = False,
     max_excess: MaxExcessOpt = None,
     max_image_excess: MaxImageExcessOpt = None,
     max_bce: MaxBceOpt = None,
+    max_group_excess: MaxGroupExcessOpt = None,
     baseline: BaselineOpt = None,
     max_regression: MaxRegressionOpt = None,
     junit_path: JunitOpt = None,
@@ -512,7 +654,8 @@ def merge(
     try:
         report = run_merge(
             reports, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-            baseline=baseline, max_regression=max_regression, top=top,
+            max_group_excess=max_group_excess, baseline=baseline, max_regression=max_regression, top=top,
+            group_by=group_by, per_channel=per_channel,
         )  # fmt: skip
         _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
     except BceEvalError as e:
@@ -598,7 +741,7 @@ def _figure(x: float) -> str:
     return f"{x:.6f}" if x == 0 or 1e-2 <= abs(x) < 1e6 else f"{x:.6g}"
 
 
-@app.command()
+@app.command(cls=_Command)
 def explain(
     target: Annotated[str, typer.Option(help="Target values, comma-separated, e.g. 0.5,0.3,0.5,0.9.")],
     pred: Annotated[str, typer.Option(help="Predictions (or logits with --logits), comma-separated.")],

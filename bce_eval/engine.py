@@ -155,9 +155,10 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     if pair.problem is not None or pair.target is None or pair.recon is None:
         return _failed(pair, InputError(pair.culprit or "", pair.problem or ""))
     logits, budget = settings.scoring.logits, settings.reading.max_image_bytes
+    target_layout, recon_layout = settings.reading.layouts
     try:
-        target = decode(pair.target, max_image_bytes=budget)
-        recon = decode(pair.recon, logits=logits, max_image_bytes=budget)
+        target = decode(pair.target, max_image_bytes=budget, layout=target_layout)
+        recon = decode(pair.recon, logits=logits, max_image_bytes=budget, layout=recon_layout)
         if budget is not None and not (_lookup(target, settings) and _lookup(recon, settings, logits=logits)):
             for path, decoded in ((pair.target, target), (pair.recon, recon)):
                 guards.check_budget(path, decoded.pixels.shape, lookup=False, max_image_bytes=budget)
@@ -169,13 +170,14 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
 @dataclass(frozen=True)
 class ArrayPair:
     """One item of a batch in memory: its name, labels for the reports, and its two images
-    as (height, width, channels) arrays in their stored dtype."""
+    as (height, width, channels) arrays in their stored dtype, or as decoded files (which
+    know their alpha channel)."""
 
     name: str
     target: str
     recon: str
-    target_pixels: np.ndarray
-    recon_pixels: np.ndarray
+    target_pixels: np.ndarray | Decoded
+    recon_pixels: np.ndarray | Decoded
 
 
 def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
@@ -183,11 +185,14 @@ def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
     Made contiguous (a channels-first batch gives strided views), so that the sums are added
     in the order a decoded file's are, and come out the same to the last bit."""
     pair = Pair(item.name, item.target, item.recon)
-    if settings.scoring.logits and item.recon_pixels.dtype.kind != "f":
-        message = f"with logits, reconstructions must hold floats, not {item.recon_pixels.dtype}"
+    target, recon = (
+        a if isinstance(a, Decoded) else Decoded(np.ascontiguousarray(a), False)
+        for a in (item.target_pixels, item.recon_pixels)
+    )
+    if settings.scoring.logits and recon.pixels.dtype.kind != "f":
+        message = f"with logits, reconstructions must hold floats, not {recon.pixels.dtype}"
         return _failed(pair, InputError(item.recon, message))
-    target, recon = (np.ascontiguousarray(a) for a in (item.target_pixels, item.recon_pixels))
-    return _ready_decoded(pair, Decoded(target, False), Decoded(recon, False), settings)
+    return _ready_decoded(pair, target, recon, settings)
 
 
 def _ready_decoded(
@@ -229,8 +234,21 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     """Score one prepared pair; target and recon are its arrays on the backend."""
     pair, scoring = ready.pair, settings.scoring
     try:
-        if ready.bytes:
+        # Each channel's sums cost an extra histogram and lookup per channel on the 8-bit path
+        # (about a third more for a 256x256 RGB pair's lookup), so they are summed only when asked.
+        channels = None
+        if ready.bytes and settings.display.per_channel:
+            sums, channels = metrics.byte_image_sums(
+                target, recon, eps=scoring.eps, convention=scoring.convention
+            )
+        elif ready.bytes:
             sums = metrics.byte_sums(target, recon, eps=scoring.eps, convention=scoring.convention)
+        elif settings.display.per_channel:  # the direct path, in float64, channel by channel
+            if isinstance(target, np.ndarray):  # kept in their stored types for kernels.image_sums
+                target, recon = normalize(target, pair.target or ""), normalize(recon, pair.recon or "")
+            sums, channels = metrics.image_sums(
+                target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
+            )
         elif isinstance(target, np.ndarray):
             sums = kernels.image_sums(
                 target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
@@ -242,7 +260,7 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     except metrics.ValueOutOfRange as e:
         culprit = _names(pair)[0 if e.which == "target" else 1]
         return _failed(pair, InputError(culprit, _located(e)), _shape(ready.target))
-    return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
+    return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums, channels=channels)
 
 
 Ready = Callable[[T, Settings], "_Ready | ImageResult"]
@@ -267,12 +285,17 @@ def _evaluate_chunk(
             item = _scored(item, item.target, item.recon, settings)  # a large image, scored at once
         results.append(item)
     small = [item for item in results if isinstance(item, _Ready)]
-    sums = metrics.byte_sums_many(
-        [(r.target, r.recon) for r in small], eps=scoring.eps, convention=scoring.convention
-    )
+    arrays = [(r.target, r.recon) for r in small]
+    sums: list[tuple[metrics.Sums, tuple[metrics.Sums, ...] | None]]
+    if settings.display.per_channel:
+        sums = list(metrics.byte_image_sums_many(arrays, eps=scoring.eps, convention=scoring.convention))
+    else:
+        sums = [
+            (s, None) for s in metrics.byte_sums_many(arrays, eps=scoring.eps, convention=scoring.convention)
+        ]
     scored = {
-        id(r): ImageResult(r.pair.name, *_names(r.pair), _shape(r.target), s)
-        for r, s in zip(small, sums, strict=True)
+        id(r): ImageResult(r.pair.name, *_names(r.pair), _shape(r.target), total, channels=channels)
+        for r, (total, channels) in zip(small, sums, strict=True)
     }
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in results]
 
@@ -483,7 +506,7 @@ def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> 
     gc.freeze()  # as in evaluate: workers' collections then do not copy the parent's pages
     pool = _process_pool(workers)
     try:
-        done = _in_order(
+        done: Iterator[list[Any]] = _in_order(
             pool,
             _score_chunk_on_cpu if on_cpu else _ready_chunk,
             _chunks(pairs, size),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import OptionError, ReportError
-from .model import ImageResult, Settings, Summary, Units, worst
+from .model import ImageResult, Settings, Summary, Units, groups, worst
 
 if TYPE_CHECKING:
     from .pipeline import Report
@@ -27,6 +27,7 @@ class Thresholds:
     max_image_excess: float | None = None
     max_bce: float | None = None
     max_regression: float | None = None  # a fraction: 0.05 allows 5 % more overall excess
+    max_group_excess: float | None = None  # with --group-by: any group's pixel-weighted excess
 
     def __post_init__(self) -> None:
         for option, value in vars(self).items():
@@ -52,7 +53,7 @@ class GateResult:
     measured: float
     passed: bool
     offenders: tuple[Offender, ...] = ()  # worst first, at most --top of them
-    over: int = 0  # for --max-image-excess: how many images are over the threshold
+    over: int = 0  # for --max-image-excess and --max-group-excess: how many are over the threshold
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,27 @@ def check(
                 measured,
                 not measured > thresholds.max_bce,
                 by_bce[:top],
+            )
+        )
+    levels = settings.display.levels
+    if thresholds.max_group_excess is not None and levels is not None:
+        # Every group over the threshold is named: groups are few, and each is a finding.
+        excess = [
+            (g.name, g.summary.mean("excess") * scale)
+            for g in groups(results, levels)
+            if g.summary.totals.pixels
+        ]
+        over_groups = sorted((item for item in excess if item[1] > thresholds.max_group_excess),
+                             key=lambda item: item[1], reverse=True)  # fmt: skip
+        gates.append(
+            GateResult(
+                "--max-group-excess",
+                "largest group excess",
+                thresholds.max_group_excess,
+                max((value for _, value in excess), default=math.nan),
+                not over_groups,
+                tuple(Offender(name, value) for name, value in over_groups),
+                len(over_groups),
             )
         )
     if thresholds.max_regression is not None and baseline is not None:

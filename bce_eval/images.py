@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import guards
-from .errors import InputError, printable
+from .errors import InputError, OptionError, printable
 from .guards import check_budget, decoding
 from .integrity import PNG_SIGNATURE, check_png, jpeg_frame, png_header
 
@@ -35,7 +35,7 @@ Alpha = Literal["drop", "include"]
 Decoder = Literal["png", "jpeg", "tiff", "npy", "pillow"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
+SUFFIXES = (*IMAGE_SUFFIXES, ".npy", ".npz")  # .npz: batch files, read by bce_eval.stacks
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 # TIFF and BigTIFF, little and big endian
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
@@ -98,6 +98,7 @@ class _Scan:
     bad: dict[str, str]  # image names that are not readable regular files, and why
     unlisted: dict[str, tuple[str, str]]  # folders that cannot be listed: key prefix -> (path, why)
     notes: list[str]
+    stripped: int = 0  # names the suffix to strip was found on
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     ignored: list[str] = []
     bad: dict[str, str] = {}
     suffixes = frozenset(s.removeprefix(".") for s in SUFFIXES)
+    stripped = 0
     walked = _walk(root)
     for entry, relative in walked.entries:
         path = entry.path
@@ -190,6 +192,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
             continue
         if strip_suffix and key.endswith(strip_suffix):
             key = key[: -len(strip_suffix)]
+            stripped += 1
         found[key].append(path)
         if not _is_file(entry):
             problem = file_problem(Path(path))
@@ -198,7 +201,7 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     for paths in found.values():
         paths.sort()
     ignored.sort()
-    return _Scan(found, ignored, bad, walked.unlisted, walked.notes)
+    return _Scan(found, ignored, bad, walked.unlisted, walked.notes, stripped)
 
 
 def _unlisted_folder(name: str, *scans: _Scan) -> tuple[str, str] | None:
@@ -219,6 +222,13 @@ def _ambiguous(paths: list[str]) -> str:
 def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
     """Pair files by relative path without extension, recursively; report every leftover."""
     target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
+    if recon_suffix and not recon_scan.stripped and recon_scan.files:
+        example = min(recon_scan.files)
+        raise OptionError(
+            "--recon-suffix",
+            f"no reconstruction's name in {printable(recons)} ends with {recon_suffix!r} "
+            f"(e.g. {printable(example)}); nothing would pair by it",
+        )
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
     unlisted = target_scan.unlisted or recon_scan.unlisted
@@ -592,7 +602,7 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
     return pixels, has_alpha
 
 
-def _read_npy(path: Path | str, budget: int, *, logits: bool) -> np.ndarray:
+def _read_npy(path: Path | str, budget: int, *, logits: bool, batch_dimensions: int = 4) -> np.ndarray:
     """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
     allocated, and the pixel count and byte budget are checked before the data is read."""
@@ -609,6 +619,14 @@ def _read_npy(path: Path | str, budget: int, *, logits: bool) -> np.ndarray:
             if "Python objects" not in str(e):
                 raise
             raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded") from None
+    if mapped.ndim == batch_dimensions:  # read as a batch (bce_eval.stacks), never loaded whole here
+        raise InputError(
+            path, f"has shape {mapped.shape}: a batch of {mapped.shape[0]} images, not one image"
+        )
+    if mapped.ndim not in (2, 3):  # refused before its data is read
+        raise InputError(
+            path, f"has shape {mapped.shape}; expected (height, width) or (height, width, channels)"
+        )
     _check_size(path, tuple(mapped.shape), mapped.dtype.itemsize, budget, logits=logits)
     return np.array(mapped)
 
@@ -722,10 +740,13 @@ def _default_budget() -> int:
     return guards.default_max_image_bytes()
 
 
-def decode(path: Path | str, *, logits: bool = False, max_image_bytes: int | None = None) -> Decoded:
+def decode(
+    path: Path | str, *, logits: bool = False, max_image_bytes: int | None = None, layout: str | None = None
+) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
-    logits: the file holds logits (.npy float only).
+    logits: the file holds logits (.npy float only). layout: the --layout of batch files; for
+    "nchw", a 3-D .npy image is channels first (channels x height x width).
     max_image_bytes: the memory a pair of such images may take to evaluate (guards.pair_bytes),
     checked from the header before decoding; by default a share of the memory available
     (guards.default_max_image_bytes).
@@ -742,9 +763,11 @@ def decode(path: Path | str, *, logits: bool = False, max_image_bytes: int | Non
         if logits and decoder != "npy":
             raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
         if decoder == "npy":
-            pixels = _read_npy(path, budget, logits=logits)
+            pixels = _read_npy(path, budget, logits=logits, batch_dimensions=3 if layout == "nhw" else 4)
             if logits and pixels.dtype.kind != "f":
                 raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
+            if layout == "nchw" and pixels.ndim == 3:
+                pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))  # summed as a file's would be
         elif decoder == "tiff":
             pixels, has_alpha = _read_tiff(path, budget)
         elif decoder == "png":

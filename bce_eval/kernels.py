@@ -354,7 +354,7 @@ class _Image:
             else:
                 p = x  # float64, or float32 that subtract widens exactly
             if self.clips[block]:
-                self._clip(p)
+                self._clip(p, y)
             np.subtract(p, y, out=d)
         if self.saturates[block]:
             saturated = _saturated(p, y, floors=self.floors)
@@ -363,11 +363,14 @@ class _Image:
                 d[saturated] = 0.0  # scored by sums(); the kernels below give 0 for them
         self.excess += _excess(b, y, neg_w, d, ends)
 
-    def _clip(self, p: np.ndarray) -> None:
-        """Keras' clip of p to [eps, 1 - eps], counting the values it moves."""
+    def _clip(self, p: np.ndarray, y: np.ndarray) -> None:
+        """Keras' clip of p to [eps, 1 - eps], counting the values it moves where that changes
+        the loss (p < eps under y > 0, p > 1 - eps under y < 1), as metrics.pixel_maps does."""
         assert self.clip_to is not None
         low, high = np.float64(self.clip_to[0]), np.float64(self.clip_to[1])
-        self.clipped += int(np.count_nonzero(p < low)) + int(np.count_nonzero(p > high))
+        self.clipped += int(np.count_nonzero((p < low) & (y > 0))) + int(
+            np.count_nonzero((p > high) & (y < 1))
+        )
         np.clip(p, low, high, out=p)
 
     def sums(self) -> Sums:

@@ -47,7 +47,11 @@ _ATANH_SERIES = tuple(1.0 / (2 * k + 3) for k in range(7))
 
 @dataclass(frozen=True)
 class PixelMaps:
-    """Per-element BCE, entropy and excess (nats, float64) and which predictions were clipped."""
+    """Per-element BCE, entropy and excess (nats, float64) and which predictions the convention
+    changed the BCE of (``clipped``): keras, a prediction clipped into [eps, 1 - eps] where the
+    log it moved carries weight (below eps with a target above 0, above 1 - eps with a target
+    below 1); torch, a log floored at -100 that carries weight (a prediction of 0 with a target
+    above 0, of 1 with a target below 1); logits, none."""
 
     bce: Any
     entropy: Any
@@ -200,7 +204,9 @@ def pixel_maps(
         p = xp.clip(x, eps, 1 - eps)
         q = 1 - p
         log_p, log_q = xp.log(p), xp.log1p(-p)
-        clipped = (x < eps) | (x > 1 - eps)
+        # A clip matters where its log carries weight: p raised to eps where y > 0, lowered to
+        # 1 - eps where y < 1 (for y = 0, p = 0 the clip adds only -log(1 - eps) = eps).
+        clipped = ((x < eps) & (y > 0)) | ((x > 1 - eps) & (y < 1))
         true_log_p = true_log_q = True
     else:
         p, q = x, 1 - x
@@ -209,7 +215,9 @@ def pixel_maps(
         raw_log_q = xp.log1p(-xp.clip(x, None, 1.0 - 2.0**-53))
         raw_log_q = xp.where(x < 1, raw_log_q, -math.inf)
         true_log_p, true_log_q = raw_log_p >= TORCH_LOG_FLOOR, raw_log_q >= TORCH_LOG_FLOOR
-        clipped = ~(true_log_p & true_log_q)
+        # A floored log changes the pixel's BCE only where it carries weight: log p where y > 0,
+        # log(1 - p) where y < 1 (p = 0 with y = 0 scores 0, floor or not).
+        clipped = (~true_log_p & (y > 0)) | (~true_log_q & (y < 1))
         log_p = xp.clip(raw_log_p, TORCH_LOG_FLOOR, None)
         log_q = xp.clip(raw_log_q, TORCH_LOG_FLOOR, None)
 
@@ -344,7 +352,10 @@ def sums(
     clipped counts: ``Sums`` add up exactly across batches, so a mean over a whole data set is
     ``total.excess / total.pixels``, never a mean of means."""
     maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
-    scale = _scale(units)
+    return _sums_of(maps, _scale(units))
+
+
+def _sums_of(maps: PixelMaps, scale: float = 1.0) -> Sums:
     return Sums(
         pixels=math.prod(maps.bce.shape),
         bce=float(maps.bce.sum()) * scale,
@@ -352,6 +363,48 @@ def sums(
         excess=float(maps.excess.sum()) * scale,
         clipped=int(maps.clipped.sum()),
     )
+
+
+# An image's sums, and the same sums for each of its channels (the last axis), in nats.
+ImageSums = tuple[Sums, tuple[Sums, ...]]
+
+
+def _by_channel(maps: PixelMaps) -> tuple[Sums, ...]:
+    """Sums of each channel of (..., channels) maps. NumPy sums pairwise only along contiguous
+    memory, so each map is laid out channel by channel first: a sum down a strided axis would
+    add the values one by one, with an error growing with the pixel count."""
+    channels = int(maps.bce.shape[-1])
+    xp = namespace(maps.bce)
+    rows = []
+    for m in (maps.bce, maps.entropy, maps.excess, maps.clipped):
+        flat = m.reshape(-1, channels)
+        if xp is np:
+            rows.append(np.ascontiguousarray(flat.T).sum(axis=1).tolist())
+        else:
+            rows.append(flat.T.contiguous().sum(dim=1).tolist())
+    per_channel = math.prod(maps.bce.shape[:-1])
+    return tuple(
+        Sums(per_channel, bce, entropy, excess, int(clipped))
+        for bce, entropy, excess, clipped in zip(*rows, strict=True)
+    )
+
+
+def image_sums(
+    target: Any,
+    pred: Any,
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+    from_logits: bool = False,
+) -> ImageSums:
+    """``sums`` (in nats) of an image of shape (height, width, channels), and the sums of each
+    channel. The image's sums are exactly ``sums``'; a channel's merge across images as an
+    image's do. One channel: the image's sums are its channel's."""
+    maps = pixel_maps(target, pred, eps=eps, convention=convention, from_logits=from_logits)
+    total = _sums_of(maps)
+    if len(maps.bce.shape) < 1 or int(maps.bce.shape[-1]) == 1:
+        return total, (total,)
+    return total, _by_channel(maps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,11 +456,12 @@ def _torch_terms(
         p = x.clamp(eps, 1 - eps)
         log_a = torch.stack((torch.log(p), torch.log1p(-p)))
         d = p - y
-        clipped = (x < eps) | (x > 1 - eps)
+        # only where the clip changes the loss: the term it moves carries a weight
+        clipped = ((x < eps) & (y > 0)) | ((x > 1 - eps) & (y < 1))
     else:
         log_a = torch.stack((torch.log(x), torch.log1p(-x)))  # -inf at 0 and 1, then floored
         true_log = log_a >= TORCH_LOG_FLOOR
-        clipped = ~(true_log[0] & true_log[1])
+        clipped = (~true_log[0] & (y > 0)) | (~true_log[1] & (y < 1))  # a floored log that counts
         log_a.clamp_(min=TORCH_LOG_FLOOR)
         d = x - y
     inner = _torch_kl_terms(w, log_w, torch.stack((d, -d)), log_a, true_log).sum(0)
@@ -620,5 +674,115 @@ def byte_sums_many(
                 flush()
         else:
             results[i] = byte_sums(target, pred, eps=eps, convention=convention)
+    flush()
+    return results  # type: ignore[return-value]  # every entry is filled
+
+
+def _channel_count(shape: Sequence[int]) -> int:
+    return int(shape[-1]) if len(shape) else 1
+
+
+def _from_totals(n: int, totals: Sequence[float]) -> Sums:
+    bce_sum, entropy_sum, excess_sum, clipped = totals
+    return Sums(n, bce_sum, entropy_sum, excess_sum, round(clipped))
+
+
+def _whole(per_channel: Sequence[Sums]) -> Sums:
+    """An image's sums from its channels': counts added, figures by math.fsum (correctly
+    rounded), so they do not depend on how the channels' values were grouped."""
+    return Sums(
+        sum(s.pixels for s in per_channel),
+        math.fsum(s.bce for s in per_channel),
+        math.fsum(s.entropy for s in per_channel),
+        math.fsum(s.excess for s in per_channel),
+        sum(s.clipped for s in per_channel),
+    )
+
+
+def byte_image_sums(
+    target: Any, pred: Any, *, eps: float = KERAS_EPSILON, convention: Convention = "keras"
+) -> ImageSums:
+    """``byte_sums`` of uint8 images (height, width, channels), and the sums of each channel.
+
+    One channel: exactly byte_sums. Several: a histogram per channel (as costly as one for the
+    image: a bincount casts its input to intp anyway), a lookup per channel, and the image's
+    sums are the exact (math.fsum) totals of its channels' sums, within a few ulp of byte_sums.
+    """
+    if tuple(target.shape) != tuple(pred.shape):
+        raise ValueError(f"target shape {tuple(target.shape)} and pred shape {tuple(pred.shape)} differ")
+    xp = namespace(target, pred)
+    channels = _channel_count(target.shape)
+    if channels == 1:
+        whole = byte_sums(target, pred, eps=eps, convention=convention)
+        return whole, (whole,)
+    n = math.prod(target.shape)
+    if n == 0:
+        nothing = Sums(0, 0.0, 0.0, 0.0, 0)
+        return nothing, (nothing,) * channels
+    if xp is np and gathered(n):
+        return byte_image_sums_many([(target, pred)], eps=eps, convention=convention)[0]
+    index = byte_pair_index(target, pred)
+    if xp is np:
+        figures = byte_tables(eps, convention).figures
+        each = [
+            (figures @ np.bincount(index[c::channels], minlength=BYTE_PAIRS).astype(np.float64)).tolist()
+            for c in range(channels)
+        ]
+    else:
+        offsets = xp.arange(channels, device=index.device) * BYTE_PAIRS
+        counts = xp.bincount((index.view(-1, channels) + offsets).ravel(), minlength=channels * BYTE_PAIRS)
+        tables = _tables_on(index.device, eps, convention)
+        each = (tables @ counts.view(channels, BYTE_PAIRS).T.to(xp.float64)).T.tolist()
+    per_channel = tuple(_from_totals(n // channels, totals) for totals in each)
+    return _whole(per_channel), per_channel
+
+
+def byte_image_sums_many(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    eps: float = KERAS_EPSILON,
+    convention: Convention = "keras",
+) -> list[ImageSums]:
+    """``byte_image_sums`` of each (target, pred) pair of uint8 NumPy arrays (height, width,
+    channels), the same figures bit for bit. Small images are gathered together as by
+    byte_sums_many; a multi-channel image's values are gathered channel after channel, each
+    channel a segment of its own."""
+    for target, pred in pairs:
+        if target.shape != pred.shape:
+            raise ValueError(f"target shape {target.shape} and pred shape {pred.shape} differ")
+    results: list[ImageSums | None] = [None] * len(pairs)
+    batch: list[int] = []
+    values = 0
+
+    def by_channel(a: np.ndarray) -> np.ndarray:
+        c = _channel_count(a.shape)
+        return a.ravel() if c == 1 else a.reshape(-1, c).T.ravel()
+
+    def flush() -> None:
+        nonlocal values
+        if not batch:
+            return
+        channels = [_channel_count(pairs[i][0].shape) for i in batch]
+        index = byte_pair_index(
+            np.concatenate([by_channel(pairs[i][0]) for i in batch]),
+            np.concatenate([by_channel(pairs[i][1]) for i in batch]),
+        )
+        lengths = [pairs[i][0].size // c for i, c in zip(batch, channels, strict=True) for _ in range(c)]
+        starts = np.cumsum([0, *lengths[:-1]])  # where each channel of each image begins
+        segments = iter(_gathered(byte_tables(eps, convention).figures, index, starts))
+        for i, c in zip(batch, channels, strict=True):
+            per_channel = tuple(_from_totals(pairs[i][0].size // c, next(segments)) for _ in range(c))
+            results[i] = (per_channel[0] if c == 1 else _whole(per_channel), per_channel)
+        batch.clear()
+        values = 0
+
+    for i, (target, pred) in enumerate(pairs):
+        if gathered(target.size):
+            batch.append(i)
+            values += target.size
+            if values >= _GATHER_BATCH:
+                flush()
+        else:
+            results[i] = byte_image_sums(target, pred, eps=eps, convention=convention)
     flush()
     return results  # type: ignore[return-value]  # every entry is filled

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +31,7 @@ AlphaMode = Literal["drop", "include"]
 Backend = Literal["numpy", "torch"]
 
 UNITS: tuple[str, ...] = ("nats", "bits")
+LAYOUTS: tuple[str, ...] = ("nhwc", "nchw", "nhw")
 ALPHA_MODES: tuple[str, ...] = ("drop", "include")
 BACKENDS: tuple[str, ...] = ("numpy", "torch")
 
@@ -84,6 +85,7 @@ class Reading:
     # The memory one pair may take, checked from the files' headers before decoding; None:
     # sized for this machine when the run starts (guards.default_max_image_bytes).
     max_image_bytes: int | None = None
+    layout: str | None = None  # --layout of arrays: "nchw", or "nhwc,nchw" for targets,recons
 
     def __post_init__(self) -> None:
         _choice("--alpha", self.alpha, ALPHA_MODES)
@@ -93,6 +95,28 @@ class Reading:
             raise OptionError(
                 "--max-image-bytes", f"must be a whole number >= 1, not {self.max_image_bytes!r}"
             )
+        side_layouts(self.layout)
+
+    @property
+    def layouts(self) -> Layouts:
+        """The targets' and the reconstructions' layouts (None: each array's default)."""
+        return side_layouts(self.layout)
+
+
+Layouts = tuple[str | None, str | None]  # of the targets' and the reconstructions' arrays
+
+
+def side_layouts(layout: str | None) -> Layouts:
+    """The --layout option as (targets', reconstructions') layouts: "nchw" is both sides',
+    "nhwc,nchw" one each; None is the default for each array's dimensions (nhwc for 4-D, nhw for
+    3-D). OptionError if a part is not one of LAYOUTS."""
+    if layout is None:
+        return None, None
+    parts = [part.strip().lower() for part in str(layout).split(",")]
+    if len(parts) > 2 or any(part not in LAYOUTS for part in parts):
+        allowed = ", ".join(LAYOUTS)
+        raise OptionError("--layout", f"must be one of {allowed}, or two as TARGETS,RECONS; not {layout!r}")
+    return parts[0], parts[-1]
 
 
 @dataclass(frozen=True)
@@ -115,15 +139,59 @@ class Display:
 
     units: Units = "nats"
     top: int = 10  # how many of the worst images to list
+    group_by: str | None = None  # "folder" or "folder:N": figures per group of names
+    per_channel: bool = False  # CSV columns per channel
 
     def __post_init__(self) -> None:
         _choice("--units", self.units, UNITS)
-        if not (isinstance(self.top, int) and self.top >= 0):
+        if not (isinstance(self.top, int) and not isinstance(self.top, bool) and self.top >= 0):
             raise OptionError("--top", f"must be a whole number >= 0, not {self.top!r}")
+        if self.group_by is not None:
+            group_levels(self.group_by)
 
     @property
     def scale(self) -> float:
         return unit_scale(self.units)
+
+    @property
+    def levels(self) -> int | None:
+        """The folder levels that make a group, or None without --group-by."""
+        return None if self.group_by is None else group_levels(self.group_by)
+
+
+def group_levels(group_by: str) -> int:
+    """The folder levels of --group-by: "folder" is 1, "folder:N" is N (N >= 1)."""
+    kind, colon, count = group_by.partition(":") if isinstance(group_by, str) else ("", "", "")
+    if kind == "folder" and not colon:
+        return 1
+    if kind == "folder" and count.isdigit() and int(count) >= 1:
+        return int(count)
+    raise OptionError("--group-by", f"must be folder or folder:N with N >= 1, not {group_by!r}")
+
+
+def group_of(name: str, levels: int) -> str:
+    """The group of a pair's name: its first ``levels`` folders ("." for a name at the top).
+
+    >>> group_of("cats/tabby/001", 1), group_of("cats/tabby/001", 2), group_of("001", 1)
+    ('cats', 'cats/tabby', '.')
+    """
+    return "/".join(name.split("/")[:-1][:levels]) or "."
+
+
+# Channels are named by how many an image has: the usual order of grey, RGB and RGBA images;
+# any other count by index.
+CHANNEL_NAMES = {1: ("grey",), 2: ("grey", "A"), 3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}
+CHANNEL_ORDER = ("grey", "R", "G", "B", "A")
+
+
+def channel_names(count: int) -> tuple[str, ...]:
+    """The names of an image's channels: grey; grey, A; R, G, B; R, G, B, A; else 0, 1, ..."""
+    return CHANNEL_NAMES.get(count, tuple(str(i) for i in range(count)))
+
+
+def channel_key(name: str) -> tuple[int, int]:
+    """Sort key of channel names: grey, R, G, B, A, then indices in order."""
+    return (0, CHANNEL_ORDER.index(name)) if name in CHANNEL_ORDER else (1, int(name))
 
 
 @dataclass(frozen=True)
@@ -150,13 +218,21 @@ class Settings:
         workers: int | None = None,
         units: Units = "nats",
         top: int = 10,
+        layout: str | None = None,
+        group_by: str | None = None,
+        per_channel: bool = False,
     ) -> Settings:
         """Settings from the options as the command and ``bce_eval.compare`` name them."""
         return cls(
             Scoring(convention, eps, logits),
-            Reading(alpha, grayscale, max_image_bytes),
+            Reading(
+                alpha,
+                grayscale,
+                max_image_bytes=max_image_bytes,
+                layout=",".join(dict.fromkeys(p for p in side_layouts(layout) if p)) or None,
+            ),
             Execution(backend, device, workers),
-            Display(units, top),
+            Display(units, top, group_by, per_channel),
         )
 
     def difference(self, other: Settings) -> str | None:
@@ -183,6 +259,7 @@ class ImageResult:
     shape: tuple[int, int, int] | None = None
     sums: Sums | None = None
     error: str | None = None
+    channels: tuple[Sums, ...] | None = None  # the sums of each channel (None: not recorded)
     culprit: str | None = None  # the file a failed pair's error is about, where known
 
     @property
@@ -215,28 +292,23 @@ class Summary:
     excess_p95: float = math.nan
     excess_max: float = math.nan
     worst: ImageResult | None = None
+    # Totals per channel name (channel_names), when every evaluated image recorded its channels.
+    channels: tuple[tuple[str, Sums], ...] = ()
 
     @classmethod
     def of(cls, results: Sequence[ImageResult]) -> Summary:
         good = [r for r in results if r.sums is not None]
-        sums = [r.sums for r in good if r.sums is not None]
-        totals = Sums(
-            pixels=sum(s.pixels for s in sums),
-            bce=total(s.bce for s in sums),
-            entropy=total(s.entropy for s in sums),
-            excess=total(s.excess for s in sums),
-            clipped=sum(s.clipped for s in sums),
+        totals = total([r.sums for r in good if r.sums is not None])
+        summary = cls(
+            pairs=len(good), failed=len(results) - len(good), totals=totals, channels=_channel_totals(good)
         )
-        summary = cls(pairs=len(good), failed=len(results) - len(good), totals=totals)
         scored = [r for r in good if r.sums and r.sums.pixels]
         per_image = np.array([r.excess for r in scored])
         if per_image.size == 0:
             return summary
         worst = int(per_image.argmax())  # the first of equals, as max() would pick
-        return cls(
-            pairs=summary.pairs,
-            failed=summary.failed,
-            totals=totals,
+        return replace(
+            summary,
             excess_median=median(per_image),
             excess_p95=percentile(per_image, 95),
             excess_max=float(per_image[worst]),
@@ -249,7 +321,7 @@ class Summary:
         return float(getattr(self.totals, figure)) / pixels if pixels else math.nan
 
 
-def total(values: Iterable[float]) -> float:
+def fsum_or_inf(values: Iterable[float]) -> float:
     """The correctly rounded sum of non-negative figures (math.fsum), or +inf where it is too
     large for float64: fsum raises OverflowError there, and every term is >= 0."""
     values = list(values)
@@ -257,6 +329,47 @@ def total(values: Iterable[float]) -> float:
         return math.fsum(values)
     except OverflowError:
         return math.inf
+
+
+def total(sums: Sequence[Sums]) -> Sums:
+    """The exact total of sums: counts added as integers, figures correctly rounded
+    (fsum_or_inf), so the total does not depend on the order or the grouping of the parts."""
+    return Sums(
+        pixels=sum(s.pixels for s in sums),
+        bce=fsum_or_inf(s.bce for s in sums),
+        entropy=fsum_or_inf(s.entropy for s in sums),
+        excess=fsum_or_inf(s.excess for s in sums),
+        clipped=sum(s.clipped for s in sums),
+    )
+
+
+def _channel_totals(results: Sequence[ImageResult]) -> tuple[tuple[str, Sums], ...]:
+    """Each channel name's total over the images, or () if an image did not record its
+    channels (a report written before they were)."""
+    by_name: dict[str, list[Sums]] = {}
+    for r in results:
+        if r.channels is None:
+            return ()
+        for name, sums in zip(channel_names(len(r.channels)), r.channels, strict=True):
+            by_name.setdefault(name, []).append(sums)
+    return tuple((name, total(by_name[name])) for name in sorted(by_name, key=channel_key))
+
+
+@dataclass(frozen=True)
+class Group:
+    """The pairs whose names share their first folders (--group-by), and their summary."""
+
+    name: str
+    summary: Summary
+
+
+def groups(results: Sequence[ImageResult], levels: int) -> list[Group]:
+    """The results by group (group_of), in name order, each with the figures of a run over
+    its pairs alone: totals from sums and counts, never from averages."""
+    members: dict[str, list[ImageResult]] = {}
+    for r in results:
+        members.setdefault(group_of(r.name, levels), []).append(r)
+    return [Group(name, Summary.of(members[name])) for name in sorted(members)]
 
 
 # np.median and np.percentile import numpy.ma, a tenth of a quick run's start-up; these give

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .images import Pair
     from .reports.maps import MapScale, MapsFormat, MapsWritten
     from .reports.view import Overall, View
+    from .stacks import Batch, Source
 
 Notes = Callable[[str], None]
 
@@ -61,6 +62,8 @@ class Report:
     exact: bool = True  # its sums in nats are exactly the run's (False: an old bits report)
     settings_recorded: bool = True  # False for a CSV report, which records only its unit
     arrays: dict[str, ArrayPair] | None = field(default=None, repr=False)
+    layouts: tuple[str, ...] = ()  # of the batch files read (nhwc, nchw, nhw), stated in the summary
+    version: int | None = None  # a report read back: its JSON format (reports.files.REPORT_FORMAT)
 
     @cached_property
     def stats(self) -> Summary:
@@ -72,7 +75,7 @@ class Report:
         """The figures in display units, as every format shows them."""
         from .reports.view import View
 
-        return View(self.images, self.stats, self.settings, self.verdict)
+        return View(self.images, self.stats, self.settings, self.verdict, layouts=self.layouts)
 
     @property
     def summary(self) -> Overall:
@@ -85,6 +88,19 @@ class Report:
     @property
     def failed(self) -> list[ImageResult]:
         return [r for r in self.images if not r.ok]
+
+    @property
+    def hint(self) -> str | None:
+        """One line saying what probably went wrong when most pairs failed for one reason, and
+        the option that fixes it (the summary ends with it); None otherwise."""
+        return self.view.hint
+
+    def error_lines(self, shown: int = 10) -> list[str]:
+        """The failed pairs' errors, one line each, in order, with at most ``shown`` of each kind
+        and "... and N more like this" for the rest (all of them are in the reports)."""
+        from .hints import condensed
+
+        return condensed(self.failed, shown)
 
     @property
     def exit_code(self) -> int:
@@ -213,11 +229,14 @@ def _plan(
     max_bce: float | None = None,
     max_regression: float | None = None,
     baseline: str | os.PathLike[str] | Report | None = None,
+    max_group_excess: float | None = None,
 ) -> _Plan:
     """Gates and baseline checked: OptionError or ReportError before any image is read."""
-    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
+    thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression, max_group_excess)
     if max_regression is not None and baseline is None:
         raise OptionError("--max-regression", "needs --baseline REPORT to compare with")
+    if max_group_excess is not None and settings.display.group_by is None:
+        raise OptionError("--max-group-excess", "needs --group-by to say what a group is")
     stored = None
     if baseline is not None:
         stored = baseline if isinstance(baseline, Report) else read_report(baseline)
@@ -231,13 +250,14 @@ def _conclude(
     *,
     shard: tuple[int, int] | None = None,
     arrays: dict[str, ArrayPair] | None = None,
+    layouts: tuple[str, ...] = (),
 ) -> Report:
     """The summary, the baseline comparison and the gates' verdict over a run's results."""
     settings = plan.settings
     summary = Summary.of(images)
     comparison = compare_with_baseline(images, summary, settings, plan.baseline) if plan.baseline else None
     verdict = check(images, summary, settings, plan.thresholds, baseline=comparison)
-    report = Report(settings, images, verdict, shard, tuple(plan.notes), arrays=arrays)
+    report = Report(settings, images, verdict, shard, tuple(plan.notes), arrays=arrays, layouts=layouts)
     report.__dict__["stats"] = summary  # already computed: filled in as cached_property would
     return report
 
@@ -285,6 +305,7 @@ def compare(
     recon_suffix: str = "",
     pairs: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
+    layout: str | None = None,
     convention: Convention = "keras",
     eps: float = KERAS_EPSILON,
     logits: bool = False,
@@ -296,9 +317,12 @@ def compare(
     device: str = "cpu",
     workers: int | None = None,
     shard: str | tuple[int, int] | None = None,
+    group_by: str | None = None,
+    per_channel: bool = False,
     max_excess: float | None = None,
     max_image_excess: float | None = None,
     max_bce: float | None = None,
+    max_group_excess: float | None = None,
     baseline: str | os.PathLike[str] | Report | None = None,
     max_regression: float | None = None,
     top: int = 10,
@@ -311,60 +335,210 @@ def compare(
     """Score every reconstruction in ``recons`` against its target in ``targets``.
 
     Takes every option of ``bce-eval compare`` (see its ``--help``), named as there with
-    underscores. ``notes`` is called with each note the run makes on the way (ignored files,
-    lossy targets, the shard's size); they are also kept in ``Report.notes``. ``progress``
-    shows a bar on stderr (or on the rich Console given) for runs longer than half a second.
+    underscores. ``targets`` and ``recons`` are folders, or .npy / .npz batch files
+    (``layout``: "nhwc", "nchw" or "nhw", or "TARGETS,RECONS" such as "nhwc,nchw"; by
+    default nhwc for 4-D and nhw for 3-D arrays);
+    ``pairs`` is a CSV file of pairs, or "order" to pair item i of one side with item i of the
+    other. ``notes`` is called with each note the run makes on the way (ignored files, lossy
+    targets, the shard's size); they are also kept in ``Report.notes``. ``progress`` shows a bar
+    on stderr (or on the rich Console given) for runs longer than half a second.
     ``maps``: a folder for heat maps, drawn after the run (``Report.write_maps``).
 
     Raises OptionError (an option's value), ReportError (the baseline), BackendError (torch
-    or the device) or InputError (the folders or the pair list) before any image is read; a
-    pair that cannot be evaluated is a failed entry of ``Report.images``, not an exception.
+    or the device) or InputError (the folders, batch files or the pair list) before any image
+    is read; a pair that cannot be evaluated is a failed entry of ``Report.images``, not an
+    exception.
     """
     from . import images
-    from .engine import check_backend, evaluate
-    from .shards import select_shard
+    from .engine import check_backend
+    from .stacks import layouts_read, plan_pairs
 
     settings = Settings.of(
         convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
         max_image_bytes=max_image_bytes, backend=backend, device=device, workers=workers,
-        units=units, top=top,
+        units=units, top=top, layout=layout, group_by=group_by, per_channel=per_channel,
     )  # fmt: skip
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-        max_regression=max_regression, baseline=baseline,
+        max_regression=max_regression, baseline=baseline, max_group_excess=max_group_excess,
     )  # fmt: skip
     shard_of_n = _shard(shard)
     check_backend(plan.settings)
     _check_maps(maps, maps_top, maps_format)
-    targets, recons = Path(targets), Path(recons)
-    pairing = (
-        images.pairs_from_csv(Path(pairs), targets, recons, allow_outside=allow_outside)
-        if pairs is not None
-        else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
-    )
-    if not pairing.pairs:
+    # A shard selects the items of a batch by their own names: .npy batches are told from
+    # images by their headers first.
+    planned = plan_pairs(
+        Path(targets), Path(recons), recon_suffix=recon_suffix, pairs=pairs,
+        layouts=plan.settings.reading.layouts, sniff=shard_of_n is not None, allow_outside=allow_outside,
+    )  # fmt: skip
+    total = sum(1 if isinstance(u, images.Pair) else u.pairs for u in planned.units)
+    if not total:
         looked_for = ", ".join(images.SUFFIXES)
         raise InputError(f"{targets} or {recons}", f"no image files (looked for {looked_for})")
-    for path in pairing.ignored:
+    for path in planned.ignored:
         _note(plan, notes, f"note: {printable(path)}: not an image file bce-eval reads; ignored")
-    if pairing.lossy_targets:
+    lossy = [u.target for u in planned.files if u.target and os.path.splitext(u.target)[1].lower() in
+             images.LOSSY_SUFFIXES]  # fmt: skip
+    if lossy:
         _note(
             plan,
             notes,
-            f"warning: {len(pairing.lossy_targets)} target(s) are JPEG, "
-            f"e.g. {printable(pairing.lossy_targets[0])}: "
-            "lossy targets carry compression artefacts into every figure",
+            f"warning: {len(lossy)} {'target is' if len(lossy) == 1 else 'targets are'} JPEG, "
+            f"e.g. {printable(lossy[0])}: lossy targets carry compression artefacts into every figure",
         )
-    selected: Sequence[Pair] = pairing.pairs
+    keep = None
+    selected = total
     if shard_of_n:
-        selected = select_shard(pairing.pairs, shard_of_n, lambda pair: pair.name)
-        _note(
-            plan,
-            notes,
-            f"shard {shard_of_n[0]}/{shard_of_n[1]}: {len(selected)} of {len(pairing.pairs)} pairs",
+        from .shards import shard_of
+
+        index, count = shard_of_n
+
+        def keep(name: str) -> bool:
+            return shard_of(name, count) == index
+
+        kept = [u for u in planned.units if not isinstance(u, images.Pair) or keep(u.name)]
+        selected = sum(
+            1 if isinstance(u, images.Pair) else sum(1 for n in u.names() if keep(n)) for u in kept
         )
-    results = _with_progress(evaluate(selected, plan.settings), len(selected), progress)
-    return _with_maps(_conclude(results, plan, shard=shard_of_n), maps, maps_top, maps_format, notes)
+        planned = replace(planned, units=kept)
+        _note(plan, notes, f"shard {index}/{count}: {selected} of {total} pairs")
+    batches: list[Batch] = []
+    results = _with_progress(_evaluate_units(planned.units, plan.settings, keep, batches), selected, progress)
+    report = _conclude(results, plan, shard=shard_of_n, layouts=layouts_read(batches))
+    return _with_maps(report, maps, maps_top, maps_format, notes)
+
+
+def _evaluate_units(
+    units: Sequence[Pair | Batch],
+    settings: Settings,
+    keep: Callable[[str], bool] | None,
+    batches: list[Batch],
+) -> Iterator[ImageResult]:
+    """Results in the order of units: file pairs from the engine's workers, batches read and
+    scored here, item by item (``keep``: the items of a shard). Each batch evaluated is added
+    to ``batches``, those found in .npy files the workers could not read as images too."""
+    from .engine import evaluate
+    from .images import Pair
+
+    files = [u for u in units if isinstance(u, Pair)]
+    from_files = evaluate(files, settings) if files else iter(())
+    for unit in units:
+        if not isinstance(unit, Pair):
+            batches.append(unit)
+            yield from _evaluate_batch(unit, settings, keep)
+            continue
+        result = next(from_files)
+        found = _batch_files(unit, result, settings)
+        if found is None:
+            yield result
+            continue
+        for batch in found:
+            if isinstance(batch, Pair):  # a batch facing an image: the pair's problem
+                culprit = batch.culprit or ""
+                error = str(InputError(culprit, batch.problem or ""))
+                yield ImageResult(batch.name, batch.target or "", batch.recon or "", error=error)
+            else:
+                batches.append(batch)
+                yield from _evaluate_batch(batch, settings, keep)
+
+
+def _batch_files(pair: Pair, result: ImageResult, settings: Settings) -> list[Pair | Batch] | None:
+    """What a pair is when the engine could not read it as two images because a .npy side
+    holds a batch (see stacks.classify); None for any other result."""
+    from .stacks import classify
+
+    if result.ok or not any(p and p.lower().endswith(".npy") for p in (pair.target, pair.recon)):
+        return None
+    units = classify(pair, settings.reading.layouts)
+    return None if units == [pair] else units
+
+
+# Pairs of a batch scored in one call of the engine.
+_BATCH_PAIRS = 128
+
+
+def _side_items(side: Sequence[Source], settings: Settings, recon: bool) -> Iterator[tuple[str, str, Any]]:
+    """(name, label, Decoded item or the error that stands for it) of each item of a side of a
+    batch, in order: a stack's items as (height, width, channels) views of the chunk read, by
+    its layout (as compare_arrays reads an array), a file decoded as compare decodes it."""
+    import numpy as np
+
+    from .images import Decoded, decode, normalize
+    from .stacks import File
+
+    logits = recon and settings.scoring.logits
+    layout = settings.reading.layouts[1 if recon else 0]
+    for source in side:
+        if isinstance(source, File):
+            try:
+                yield source.name, source.path, decode(source.path, logits=logits, layout=layout)
+            except InputError as e:
+                yield source.name, source.path, str(e)
+            continue
+        # A sample type no item can be read with fails every item without reading one.
+        try:
+            normalize(np.zeros((1, 1, 1), source.dtype), source.label)
+            refused = None
+            if logits and source.dtype.kind != "f":
+                raise InputError(
+                    source.label, f"with logits, reconstructions must hold floats, not {source.dtype}"
+                )
+        except InputError as e:
+            refused = str(e)
+        done = 0
+        try:
+            if refused is None:
+                for start, chunk in source.chunks():
+                    for i, item in enumerate(_items(chunk, source.layout.upper(), source.label), start):
+                        yield source.item_name(i), source.item_label(i), Decoded(item, False)
+                        done = i + 1
+        except InputError as e:
+            refused = str(e)
+        for i in range(done, source.items):  # what could not be read
+            yield source.item_name(i), source.item_label(i), refused
+
+
+def _evaluate_batch(
+    batch: Batch, settings: Settings, keep: Callable[[str], bool] | None
+) -> Iterator[ImageResult]:
+    """The results of a batch, item by item, scored _BATCH_PAIRS at a time by the engine's
+    ArrayPair path (engine.evaluate_arrays): memory holds a chunk of each side at most."""
+    import itertools
+
+    from .engine import ArrayPair, evaluate_arrays
+
+    targets = _side_items(batch.target, settings, recon=False)
+    recons = _side_items(batch.recon, settings, recon=True)
+    counts = (sum(s.items for s in batch.target), sum(s.items for s in batch.recon))
+    pending: list[ImageResult | ArrayPair] = []
+
+    def score() -> Iterator[ImageResult]:
+        scored = iter(evaluate_arrays([p for p in pending if isinstance(p, ArrayPair)], settings))
+        for p in pending:
+            yield next(scored) if isinstance(p, ArrayPair) else p
+        pending.clear()
+
+    for target, recon in itertools.zip_longest(targets, recons):
+        name = (target or recon)[0]
+        if keep is not None and not keep(name):
+            continue
+        t_label, r_label = (target[1] if target else ""), (recon[1] if recon else "")
+        if recon is None:
+            problem = (
+                f"no reconstruction: the reconstructions hold {counts[1]} items, the targets {counts[0]}"
+            )
+            pending.append(ImageResult(name, t_label, "", error=str(InputError(t_label, problem))))
+        elif target is None:
+            problem = f"no target: the targets hold {counts[0]} items, the reconstructions {counts[1]}"
+            pending.append(ImageResult(name, "", r_label, error=str(InputError(r_label, problem))))
+        elif isinstance(target[2], str) or isinstance(recon[2], str):
+            error = target[2] if isinstance(target[2], str) else recon[2]
+            pending.append(ImageResult(name, t_label, r_label, error=error))
+        else:
+            pending.append(ArrayPair(name, t_label, r_label, target[2], recon[2]))
+        if len(pending) >= _BATCH_PAIRS:
+            yield from score()
+    yield from score()
 
 
 def _check_maps(maps: str | os.PathLike[str] | None, top: int | None, format: str) -> None:
@@ -465,14 +639,19 @@ def compare_arrays(
     name the items in the report (default "0", "1", ... zero-padded to sort in order). Arrays
     carry no alpha flag: every channel is scored. ``options``: the scoring, display and gate
     options of ``compare`` (convention, eps, logits, units, grayscale, backend, device, top,
-    max_excess, max_image_excess, max_bce, baseline, max_regression) and maps options
-    (maps, maps_top, maps_format). The report keeps the items, views of these arrays, to draw
-    maps and thumbnails from.
+    group_by, per_channel, max_excess, max_image_excess, max_bce, max_group_excess, baseline,
+    max_regression) and maps options (maps, maps_top, maps_format). The report keeps the items,
+    views of these arrays, to draw maps and thumbnails from.
     """
     from .engine import ArrayPair, check_backend, evaluate_arrays
 
-    setting_names = {"convention", "eps", "logits", "units", "grayscale", "backend", "device", "top"}
-    gate_names = {"max_excess", "max_image_excess", "max_bce", "baseline", "max_regression"}
+    setting_names = {
+        "convention", "eps", "logits", "units", "grayscale", "backend", "device", "top", "group_by",
+        "per_channel",
+    }  # fmt: skip
+    gate_names = {
+        "max_excess", "max_image_excess", "max_bce", "baseline", "max_regression", "max_group_excess",
+    }  # fmt: skip
     map_names = {"maps", "maps_top", "maps_format"}
     unknown = sorted(options.keys() - setting_names - gate_names - map_names)
     if unknown:
@@ -541,6 +720,8 @@ def read_report(
         source=loaded.path,
         exact=loaded.exact,
         settings_recorded=loaded.settings_recorded,
+        layouts=loaded.layouts,
+        version=loaded.version,
     )
 
 
@@ -553,23 +734,29 @@ def merge(
     baseline: str | os.PathLike[str] | Report | None = None,
     max_regression: float | None = None,
     top: int = 10,
+    group_by: str | None = None,
+    per_channel: bool = False,
+    max_group_excess: float | None = None,
 ) -> Report:
     """Combine JSON reports (paths or Reports) of shards, or of runs over distinct images, into
     exactly the figures of a single run over all their images, with the gates asked for.
 
-    Totals come from each image's sums in nats and pixel counts, never from averages. Refused
-    (ReportError): reports made with other settings, an image listed twice, a missing or
-    repeated shard.
+    Totals come from each image's sums in nats and pixel counts, never from averages (for each
+    channel too, where the reports have them). Refused (ReportError): reports made with other
+    settings, an image listed twice, a missing or repeated shard, reports of format 1 beside
+    newer ones (their clipped counts mean another thing).
     """
     from .shards import merged_images
 
-    Thresholds(max_excess, max_image_excess, max_bce, max_regression)  # options first
+    Thresholds(max_excess, max_image_excess, max_bce, max_regression, max_group_excess)  # options first
+    display = Display(top=top, group_by=group_by, per_channel=per_channel)
     loaded = [r if isinstance(r, Report) else read_report(r) for r in reports]
     images = merged_images(loaded)
     first = loaded[0].settings
-    settings = replace(first, display=Display(first.display.units, top))
+    settings = replace(first, display=replace(display, units=first.display.units))
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-        max_regression=max_regression, baseline=baseline,
+        max_regression=max_regression, baseline=baseline, max_group_excess=max_group_excess,
     )  # fmt: skip
-    return _conclude(images, plan)
+    layouts = next((r.layouts for r in loaded if r.layouts), ())
+    return _conclude(images, plan, layouts=layouts)

@@ -88,6 +88,14 @@ def merged_images(reports: Sequence[Report]) -> list[ImageResult]:
             raise ReportError(
                 report.source or "report", f"made with other settings than {first.source} ({difference})"
             )
+    formats = {r.version for r in reports if r.version is not None}
+    if len(formats) > 1:
+        old = next(r for r in reports if r.version == min(formats))
+        raise ReportError(
+            old.source or "report",
+            f"is a report of format {min(formats)}, the others of format {max(formats)}, whose clipped "
+            "counts mean another thing: re-run it with this bce-eval",
+        )
     _check_shards(reports, complete=False)
     owner: dict[str, str] = {}
     images = []

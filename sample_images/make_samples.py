@@ -19,7 +19,7 @@ from skimage import data
 from sklearn.datasets import load_digits
 
 HERE = Path(__file__).resolve().parent
-TARGETS, RECONS = HERE / "targets", HERE / "recons"
+TARGETS, RECONS, BATCHES = HERE / "targets", HERE / "recons", HERE / "batches"
 P = 8  # patch size of the photo autoencoder
 
 # name: (skimage loader, crop (top, left, side), block-average factor, colour?, target bits, k, recon format)
@@ -110,6 +110,18 @@ def main():
         write_png(TARGETS / "digits" / f"{name}.png", digits[index][:, :, None], 8)
         rec = autoencode(rows[index], mean, axes, DIGIT_K).reshape(8, 8, 1)
         write_recon(f"digits/{name}", rec, fmt)
+    write_batches(digits, rows, mean, axes)
+
+
+def write_batches(digits, rows, mean, axes):
+    """The first 20 digits as one batch file each side, as a training loop writes them: targets
+    uint8 items x height x width x channels, reconstructions float32 channels first (NCHW)."""
+    BATCHES.mkdir(parents=True, exist_ok=True)
+    first = slice(0, 20)
+    targets = np.round(digits[first] * 255).astype(np.uint8)[:, :, :, None]
+    recons = np.clip(autoencode(rows[first], mean, axes, DIGIT_K), 0.0, 1.0).reshape(-1, 1, 8, 8)
+    np.save(BATCHES / "digits_targets.npy", targets, allow_pickle=False)
+    np.save(BATCHES / "digits_recons.npy", recons.astype(np.float32), allow_pickle=False)
 
 
 if __name__ == "__main__":

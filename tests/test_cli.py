@@ -120,7 +120,9 @@ def test_json_schema(folders: tuple[Path, Path], rng: np.random.Generator) -> No
         "images",
         "verdict",
         "gates",
+        "hint",
     }
+    assert document["hint"] is None
     assert document["settings"]["units"] == "bits" and document["settings"]["convention"] == "torch"
     assert len(document["images"]) == 3
     image = document["images"][0]
@@ -271,7 +273,7 @@ def test_jpeg_targets_warn_once(folders: tuple[Path, Path]) -> None:
         write_image(folders[1] / name.replace(".jpg", ".png"), np.zeros((8, 8), np.uint8))
     result = invoke("compare", *folders)
     assert result.exit_code == 0
-    assert result.stderr.count("warning:") == 1 and "2 target(s) are JPEG" in result.stderr
+    assert result.stderr.count("warning:") == 1 and "2 targets are JPEG" in result.stderr
 
 
 def test_torch_backend_gives_the_numpy_figures(folders: tuple[Path, Path], rng: np.random.Generator) -> None:

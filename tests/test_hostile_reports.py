@@ -204,7 +204,7 @@ def test_reports_are_replaced_together_or_not_at_all(folders: tuple[Path, Path],
         out / "r.csv" / "x",
     )
     assert result.exit_code == 2 and "cannot write" in result.stderr
-    assert "bce-eval: 1 pairs" in result.stdout  # the summary is still printed
+    assert "bce-eval: 1 pair," in result.stdout  # the summary is still printed
     assert (out / "r.csv").read_text() == "old\n" and (out / "r.json").read_text() == "old\n"
     assert sorted(p.name for p in out.iterdir()) == ["r.csv", "r.json"]  # no .partial left
 

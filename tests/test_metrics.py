@@ -117,7 +117,24 @@ def test_keras_formula() -> None:
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     keras = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
     assert metrics.pixel_maps(y, p).bce == pytest.approx(keras, rel=1e-9)
-    assert int(metrics.sums(y, p).clipped) == 4
+    # Clips that change a pixel's BCE: 1e-9 under y = 0.2 and 1 - 1e-10 under y = 0.7; p = 0
+    # under y = 0 and p = 1 under y = 1 are clipped too, but their weighted log is 0 either way.
+    assert int(metrics.sums(y, p).clipped) == 2
+
+
+def test_clipped_counts_only_predictions_whose_bce_the_convention_changed() -> None:
+    y = np.array([0.0, 0.0, 1.0, 1.0, 0.4, 0.4, 0.4])
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1e-300])
+    keras = metrics.pixel_maps(y, p)
+    torch_ = metrics.pixel_maps(y, p, convention="torch")
+    assert keras.clipped.tolist() == [False, True, True, False, True, True, True]
+    # torch floors log(1e-300) = -690.8 at -100 too: that log carries the weight 0.4
+    assert torch_.clipped.tolist() == [False, True, True, False, True, True, True]
+    unchanged = ~torch_.clipped
+    direct = 0.0 - (y * np.log(np.where(p > 0, p, 1)) + (1 - y) * np.log1p(-np.where(p < 1, p, 0)))
+    assert torch_.bce[unchanged] == pytest.approx(direct[unchanged], abs=0)
+    assert np.all(torch_.bce[torch_.clipped] != direct[torch_.clipped])
+    assert int(metrics.pixel_maps(y, p, from_logits=True).clipped.sum()) == 0
 
 
 def test_eps_changes_the_clip() -> None:

@@ -17,8 +17,24 @@ def fmt(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.6g}"
 
 
+def plural(count: int, noun: str) -> str:
+    """ "1 pair", "2 pairs", "1,000 images": a count and its noun, which takes an s unless 1."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def _percent(growth: float) -> str:
     return "+inf %" if math.isinf(growth) else f"{growth * 100:+.3g} %"
+
+
+def _growth(growth: float) -> str:
+    """How the overall excess changed, in words: "grew 5 %", "fell 89.5 %", "did not change"."""
+    if math.isinf(growth):
+        return "grew from 0"
+    if growth > 0:
+        return f"grew {growth * 100:.3g} %"
+    if growth < 0:
+        return f"fell {-growth * 100:.3g} %"
+    return "did not change" if growth == 0 else "changed by an amount that cannot be measured"
 
 
 def _offenders(gate: GateResult, name: Callable[[str], str]) -> str:
@@ -32,13 +48,14 @@ def describe(gate: GateResult, units: str, name: Callable[[str], str] = printabl
     per = f"{units} per pixel"
     if gate.option == "--max-regression":
         limit = f"{_percent(gate.threshold)} allowed"
-        text = f"overall excess grew {_percent(gate.measured)} against the baseline ({limit})"
+        text = f"overall excess {_growth(gate.measured)} against the baseline ({limit})"
         worst_label = "largest increases"
-    elif gate.option == "--max-image-excess":
+    elif gate.option in ("--max-image-excess", "--max-group-excess"):
+        noun = "image" if gate.option == "--max-image-excess" else "group"
         text = (
-            f"{gate.over} image(s) over {fmt(gate.threshold)} {per} (largest {fmt(gate.measured)})"
+            f"{plural(gate.over, noun)} over {fmt(gate.threshold)} {per} (largest {fmt(gate.measured)})"
             if gate.over
-            else f"largest image excess {fmt(gate.measured)} <= {fmt(gate.threshold)} {per}"
+            else f"largest {noun} excess {fmt(gate.measured)} <= {fmt(gate.threshold)} {per}"
         )
         worst_label = "over"
     else:
@@ -60,7 +77,7 @@ def baseline_line(verdict: Verdict, scale: float, name: Callable[[str], str] = p
     )
     for label, names in (("added since", b.added), ("gone since", b.removed)):
         if names:
-            line += f"; {len(names)} image(s) {label} the baseline: {', '.join(map(name, names))}"
+            line += f"; {plural(len(names), 'image')} {label} the baseline: {', '.join(map(name, names))}"
     return line
 
 
@@ -78,9 +95,9 @@ def verdict_lines(verdict: Verdict, scale: float) -> list[str]:
     if verdict.gates:
         failed = len(verdict.failed)
         lines.append(
-            f"verdict: FAIL, {failed} of {len(verdict.gates)} gate(s) failed"
+            f"verdict: FAIL, {failed} of {plural(len(verdict.gates), 'gate')} failed"
             if failed
-            else f"verdict: pass, {len(verdict.gates)} gate(s) passed"
+            else f"verdict: pass, {plural(len(verdict.gates), 'gate')} passed"
         )
     return lines
 
@@ -174,14 +191,15 @@ def markdown(view: View) -> str:
     if not verdict.gates:
         outcome = "bce-eval"
     elif verdict.passed:
-        outcome = f"bce-eval: pass ({len(verdict.gates)} gate(s))"
+        outcome = f"bce-eval: pass ({plural(len(verdict.gates), 'gate')})"
     else:
-        outcome = f"bce-eval: FAIL ({len(verdict.failed)} of {len(verdict.gates)} gate(s) failed)"
+        outcome = f"bce-eval: FAIL ({len(verdict.failed)} of {plural(len(verdict.gates), 'gate')} failed)"
+    layout = f"; batch layout {', '.join(view.layouts)}" if view.layouts else ""
     lines = [
         f"### {outcome}",
         "",
-        f"{o.pairs + o.failed} pairs, {o.pairs} evaluated, {o.failed} failed; "
-        f"{o.pixels:,} values; convention {view.settings.scoring.describe()}; "
+        f"{plural(o.pairs + o.failed, 'pair')}, {o.pairs:,} evaluated, {o.failed:,} failed; "
+        f"{o.pixels:,} values; convention {view.settings.scoring.describe()}{layout}; "
         f"pixel-weighted, {per}",
         "",
         "| figure | value |",
@@ -214,9 +232,26 @@ def markdown(view: View) -> str:
             if deltas:
                 row += f" {'new' if r.excess_delta is None else f'{r.excess_delta:+.6g}'} |"
             lines.append(row)
+    if view.groups:
+        lines += ["", f"By group ({per})", "", "| group | pairs | failed | BCE | H | excess | median | max |"]
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for g in view.groups:
+            lines.append(
+                f"| {_name(g.group)} | {g.pairs:,} | {g.failed:,} | {fmt(g.bce)} "
+                f"| {fmt(g.entropy)} | {fmt(g.excess)} | {fmt(g.excess_median)} | {fmt(g.excess_max)} |"
+            )
+    if len(view.channels) > 1:
+        lines += ["", f"By channel ({per})", "", "| channel | values | BCE | H | excess |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for c in view.channels:
+            lines.append(
+                f"| {c.channel} | {c.pixels:,} | {fmt(c.bce)} | {fmt(c.entropy)} | {fmt(c.excess)} |"
+            )
     if view.failed:
-        lines += ["", f"{len(view.failed)} pair(s) could not be evaluated:", ""]
+        lines += ["", f"{plural(len(view.failed), 'pair')} could not be evaluated:", ""]
         lines += [f"- {_name(r.error or r.name)}" for r in view.failed]
+    if view.hint:
+        lines += ["", _name(view.hint)]
     return "\n".join(lines) + "\n"
 
 
@@ -229,8 +264,8 @@ def _property(text: str) -> str:
 
 
 def github_commands(view: View) -> list[str]:
-    """GitHub Actions workflow commands: an ::error per failed gate and per input error, and a
-    ::notice with the outcome."""
+    """GitHub Actions workflow commands: an ::error per failed gate and per input error, a
+    ::notice with the outcome, and one with the hint when there is one."""
     verdict = view.verdict or Verdict(view.units)
     lines = []
     for gate in verdict.failed:
@@ -246,9 +281,11 @@ def github_commands(view: View) -> list[str]:
         lines.append(f"::error {where}title={title}::{_data(printable(problem))}")
     if verdict.gates:
         outcome = (
-            f"{len(verdict.gates)} gate(s) passed"
+            f"{plural(len(verdict.gates), 'gate')} passed"
             if verdict.passed
-            else f"{len(verdict.failed)} of {len(verdict.gates)} gate(s) failed"
+            else f"{len(verdict.failed)} of {plural(len(verdict.gates), 'gate')} failed"
         )
         lines.append(f"::notice title=bce-eval::{_data(outcome)}")
+    if view.hint:
+        lines.append(f"::notice title=bce-eval hint::{_data(view.hint.removeprefix('hint: '))}")
     return lines

@@ -21,9 +21,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import InputError, ReportError
 from ..metrics import Sums
-from ..model import ImageResult, Settings, Units, unit_scale
+from ..model import LAYOUTS, ImageResult, Settings, Units, unit_scale
 from ..shards import parse_shard
-from .view import ImageRow, View
+from .view import ChannelRow, ImageRow, View
 
 if TYPE_CHECKING:
     from ..gates import Verdict
@@ -31,8 +31,13 @@ if TYPE_CHECKING:
 
 # The layout of the JSON report. Readers (--baseline, merge) refuse a higher number: a newer
 # bce-eval wrote it, and figures it added could be misread. 1 added "format", "shard" and the
-# per-image "sums_nats" that make merged totals exact whatever --units a shard used.
-REPORT_FORMAT = 1
+# per-image "sums_nats" that make merged totals exact whatever --units a shard used. 2 counts as
+# "clipped" only the predictions whose BCE the convention changed (1 counted every prediction
+# clipped or floored), and added "groups", "channels" (overall) and "by_channel" (per image),
+# each channel with its sums in nats, "hint" and the settings "layout", "layouts", "group_by" and
+# "per_channel". Format 1 is still read; merge refuses to mix it with 2, whose clipped counts
+# mean something else.
+REPORT_FORMAT = 2
 
 # A file name that is not UTF-8 comes from os.fsdecode() with its bytes as surrogate escapes; text
 # reports write those bytes back (and CSV reports are read with them), so the name is the file's.
@@ -45,7 +50,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def _csv_row(row: ImageRow, units: Units, extra_columns: tuple[str, ...]) -> dict[str, Any]:
+def _csv_row(
+    row: ImageRow, units: Units, extra_columns: tuple[str, ...], channel_columns: Sequence[str] = ()
+) -> dict[str, Any]:
     """Every column, "" where a failed pair has no value; floats at full float64 precision."""
     h, w, c = row.shape or ("", "", "")
     figures: dict[str, Any] = {}
@@ -71,7 +78,17 @@ def _csv_row(row: ImageRow, units: Units, extra_columns: tuple[str, ...]) -> dic
     for column in extra_columns:
         value = getattr(row, column)
         values[column] = "" if value is None else repr(value)
+    if row.group is not None:
+        values["group"] = row.group
+    figures_of = {channel.channel: channel for channel in row.channels}
+    for name in channel_columns:
+        channel = figures_of.get(name)
+        for figure in _CHANNEL_FIGURES:
+            values[f"{figure}_{name}"] = "" if channel is None else repr(getattr(channel, figure))
     return values
+
+
+_CHANNEL_FIGURES = ("bce", "entropy", "excess")
 
 
 _FIGURES = ("bce", "entropy", "excess", "bce_sum", "entropy_sum", "excess_sum")
@@ -113,11 +130,15 @@ def write_csv(view: View, out: IO[str]) -> None:
     baseline, each image's excess there and its change. Any name round-trips (quoted where it
     holds a comma, quote, CR or LF); text cells that would start a spreadsheet formula begin
     with an added "'" (the JSON report has every name exactly)."""
-    columns = (*CSV_COLUMNS, *(BASELINE_COLUMNS if view.has_baseline else ()))
+    extra = BASELINE_COLUMNS if view.has_baseline else ()
+    group = ("group",) if view.settings.display.levels is not None else ()
+    channels = view.channel_columns if view.settings.display.per_channel else []
+    per_channel = tuple(f"{figure}_{name}" for name in channels for figure in _CHANNEL_FIGURES)
+    columns = (CSV_COLUMNS[0], *group, *CSV_COLUMNS[1:], *per_channel, *extra)
     out.write(_csv_line(columns))
     for row in view.rows:
-        values = _csv_row(row, view.units, columns[len(CSV_COLUMNS) :])
-        for column in _TEXT_COLUMNS:
+        values = _csv_row(row, view.units, extra, channels)
+        for column in (*_TEXT_COLUMNS, *group):
             values[column] = csv_text(values[column])
         out.write(_csv_line(values[c] for c in columns))
 
@@ -126,8 +147,9 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def settings_json(settings: Settings) -> dict[str, Any]:
-    """The settings as reports record them (flat, as report format 1 has them)."""
+def settings_json(settings: Settings, layouts: Sequence[str] = ()) -> dict[str, Any]:
+    """The settings as reports record them (flat, as report format 1 has them); ``layouts``:
+    those of the batch files read."""
     scoring, reading, execution = settings.scoring, settings.reading, settings.execution
     return {
         "convention": scoring.convention,
@@ -140,6 +162,21 @@ def settings_json(settings: Settings) -> dict[str, Any]:
         "device": execution.device,
         "described": scoring.describe(),
         "weighting": "pixel",
+        "layout": reading.layout,
+        "layouts": list(layouts),
+        "group_by": settings.display.group_by,
+        "per_channel": settings.display.per_channel,
+    }
+
+
+def _channel_json(channel: ChannelRow) -> dict[str, Any]:
+    s = channel.sums_nats
+    return {
+        "channel": channel.channel,
+        "pixels": channel.pixels,
+        **{k: _finite(getattr(channel, k)) for k in _FIGURES},
+        "clipped": channel.clipped,
+        "sums_nats": {"bce": s.bce, "entropy": s.entropy, "excess": s.excess},
     }
 
 
@@ -163,6 +200,10 @@ def _image_json(row: ImageRow, result: ImageResult, units: Units, baseline: bool
     image["sums_nats"] = None if s is None else {"bce": s.bce, "entropy": s.entropy, "excess": s.excess}
     if result.culprit is not None:
         image["culprit"] = result.culprit  # the file the error is about
+    if row.channels:  # "channels" is the count, as in the CSV
+        image["by_channel"] = [_channel_json(channel) for channel in row.channels]
+    if row.group is not None:
+        image["group"] = row.group
     if baseline and row.baseline_excess is not None:
         image["baseline_excess"] = row.baseline_excess
         image["excess_delta"] = row.excess_delta
@@ -207,10 +248,32 @@ def to_json(view: View, version: str, *, shard: tuple[int, int] | None = None) -
     """
     o = view.overall
     baseline = view.has_baseline
+    groups = {}
+    if view.groups:
+        groups["groups"] = [
+            {
+                "group": g.group,
+                "pairs": g.pairs,
+                "failed": g.failed,
+                "pixels": g.pixels,
+                "bce_sum": g.bce_sum,
+                "entropy_sum": g.entropy_sum,
+                "excess_sum": g.excess_sum,
+                "clipped": g.clipped,
+                "bce": g.bce,
+                "entropy": g.entropy,
+                "excess": g.excess,
+                "excess_median": g.excess_median,
+                "excess_max": g.excess_max,
+                "worst": g.worst,
+            }
+            for g in view.groups
+        ]
+    channels = {"channels": [_channel_json(c) for c in view.channels]} if view.channels else {}
     return {
         "format": REPORT_FORMAT,
         "version": version,
-        "settings": settings_json(view.settings),
+        "settings": settings_json(view.settings, view.layouts),
         "shard": f"{shard[0]}/{shard[1]}" if shard else None,
         "summary": {
             "pairs": o.pairs,
@@ -228,6 +291,9 @@ def to_json(view: View, version: str, *, shard: tuple[int, int] | None = None) -
             "excess_max": o.excess_max,
             "worst": o.worst,
         },
+        **channels,
+        **groups,
+        "hint": view.hint,
         "images": [
             _image_json(row, result, view.units, baseline)
             for row, result in zip(view.rows, view.results, strict=True)
@@ -409,6 +475,8 @@ class Loaded:
     shard: tuple[int, int] | None
     exact: bool
     settings_recorded: bool
+    version: int = REPORT_FORMAT  # the JSON report's format (a CSV report's is this bce-eval's)
+    layouts: tuple[str, ...] = ()
 
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
@@ -431,6 +499,11 @@ def _settings_from_json(recorded: Any) -> Settings:
     for key in ("logits", "grayscale"):
         if not isinstance(recorded.get(key), bool):
             raise ValueError(f"settings.{key} is {recorded.get(key)!r}, not true or false")
+    layout = recorded.get("layout")
+    if layout is not None and not (isinstance(layout, str) and all(p in LAYOUTS for p in layout.split(","))):
+        raise ValueError(
+            f"settings.layout is {layout!r}, not one of {', '.join(LAYOUTS)} or two of them, or null"
+        )
     return Settings.of(
         convention=recorded["convention"],
         eps=float(eps),
@@ -440,6 +513,7 @@ def _settings_from_json(recorded: Any) -> Settings:
         grayscale=recorded["grayscale"],
         backend=recorded["backend"],
         device=str(recorded.get("device", "cpu")),
+        layout=layout,
     )
 
 
@@ -511,7 +585,29 @@ def _result(image: Mapping[str, Any], scale: float, nats: Mapping[str, Any] | No
     clipped = _count(image["clipped"], f"image {name!r}: clipped")
     if clipped > pixels:
         raise ValueError(f"image {name!r} has {clipped} clipped of {pixels} pixels")
-    return ImageResult(name, target, recon, shape, Sums(pixels, bce, entropy, excess, clipped))  # type: ignore[arg-type]
+    channels = None
+    if image.get("by_channel"):
+        if not isinstance(image["by_channel"], list):
+            raise ValueError(f"image {name!r}: by_channel is not a list")
+        channels = tuple(_channel_sums(c, name) for c in image["by_channel"])
+    sums = Sums(pixels, bce, entropy, excess, clipped)
+    h, w, c = shape
+    return ImageResult(name, target, recon, (h, w, c), sums, channels=channels)
+
+
+def _channel_sums(channel: Mapping[str, Any], name: str) -> Sums:
+    """One channel's sums in an image of a report, checked as the image's are."""
+    where = f"image {name!r}: a channel's"
+    bce, entropy, excess = (
+        _sum(channel["sums_nats"][k], f"{where} {k}") for k in ("bce", "entropy", "excess")
+    )
+    return Sums(
+        _count(channel["pixels"], f"{where} pixels"),
+        bce,
+        entropy,
+        excess,
+        _count(channel["clipped"], f"{where} clipped"),
+    )
 
 
 def _no_constant(name: str) -> None:
@@ -544,7 +640,9 @@ def _read_json(path: Path, text: str) -> Loaded:
     except (TypeError, ValueError, AttributeError) as e:
         raise ReportError(path, f"not a bce-eval JSON report: {e}") from None
     exact = version >= 1 or settings.display.units == "nats"
-    return Loaded(str(path), settings, results, shard, exact, settings_recorded=True)
+    recorded = document["settings"].get("layouts") or ()
+    layouts = tuple(str(x) for x in recorded) if isinstance(recorded, list) else ()
+    return Loaded(str(path), settings, results, shard, exact, True, version, layouts)
 
 
 def _read_csv(path: Path, text: str) -> Loaded:

@@ -13,10 +13,36 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from ..model import ImageResult, Settings, Summary, worst
+from ..metrics import Sums
+from ..model import ImageResult, Settings, Summary, channel_names, group_of, groups, worst
 
 if TYPE_CHECKING:
     from ..gates import Verdict
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    """One channel's figures in display units (R, G, B, A, grey or an index): of one image,
+    or over every image that has a channel of that name."""
+
+    channel: str
+    pixels: int
+    bce: float
+    entropy: float
+    excess: float
+    bce_sum: float
+    entropy_sum: float
+    excess_sum: float
+    clipped: int
+    sums_nats: Sums
+
+    @classmethod
+    def of(cls, channel: str, s: Sums, k: float) -> ChannelRow:
+        mean = (lambda x: x / s.pixels * k) if s.pixels else (lambda x: math.nan)
+        return cls(
+            channel, s.pixels, mean(s.bce), mean(s.entropy), mean(s.excess),
+            s.bce * k, s.entropy * k, s.excess * k, s.clipped, s,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,6 +65,8 @@ class ImageRow:
     culprit: str | None = None  # the file a failed pair's error is about, where known
     baseline_excess: float | None = None  # with --baseline: the image's excess there
     excess_delta: float | None = None  # and how much it grew since
+    channels: tuple[ChannelRow, ...] = ()  # with --per-channel
+    group: str | None = None  # with --group-by
 
     @property
     def ok(self) -> bool:
@@ -70,6 +98,26 @@ class Overall:
     worst: str | None  # the name of the image with the largest excess
 
 
+@dataclass(frozen=True)
+class GroupRow:
+    """One group's figures (--group-by) in display units, as a run over its pairs alone."""
+
+    group: str
+    pairs: int  # evaluated
+    failed: int
+    pixels: int
+    bce: float
+    entropy: float
+    excess: float
+    bce_sum: float
+    entropy_sum: float
+    excess_sum: float
+    clipped: int
+    excess_median: float
+    excess_max: float
+    worst: str | None
+
+
 class View:
     """A run's figures as every format shows them."""
 
@@ -79,10 +127,13 @@ class View:
         summary: Summary,
         settings: Settings,
         verdict: Verdict | None = None,
+        *,
+        layouts: tuple[str, ...] = (),
     ) -> None:
         self.results, self.summary, self.settings, self.verdict = results, summary, settings, verdict
         self.units = settings.display.units
         self.scale = settings.display.scale
+        self.layouts = layouts  # of the batch files read, to state
 
     @cached_property
     def overall(self) -> Overall:
@@ -120,13 +171,20 @@ class View:
     def row(self, result: ImageResult) -> ImageRow:
         k, s = self.scale, result.sums
         before, delta = self._baseline.get(result.name, (None, None))
+        levels = self.settings.display.levels
+        group = group_of(result.name, levels) if levels is not None else None
         if s is None:
             nan = math.nan
             error = result.error or "error"
             return ImageRow(
                 result.name, result.target, result.recon, result.shape,
                 None, nan, nan, nan, nan, nan, nan, None, error, result.culprit, before, delta,
+                group=group,
             )  # fmt: skip
+        channels: tuple[ChannelRow, ...] = ()
+        if result.channels is not None:
+            names = channel_names(len(result.channels))
+            channels = tuple(ChannelRow.of(n, c, k) for n, c in zip(names, result.channels, strict=True))
         return ImageRow(
             result.name,
             result.target,
@@ -144,7 +202,61 @@ class View:
             None,
             before,
             delta,
+            channels,
+            group,
         )
+
+    @cached_property
+    def channels(self) -> list[ChannelRow]:
+        """Each channel's figures over the run (grey, R, G, B, A, then indices), when every
+        evaluated image recorded its channels (--per-channel)."""
+        return [ChannelRow.of(name, sums, self.scale) for name, sums in self.summary.channels]
+
+    @cached_property
+    def channel_columns(self) -> list[str]:
+        """The channel names any image has, in order: the CSV's per-channel columns."""
+        return [row.channel for row in self.channels]
+
+    @cached_property
+    def groups(self) -> list[GroupRow]:
+        """Each group's figures (--group-by), groups in name order; [] without --group-by."""
+        levels = self.settings.display.levels
+        if levels is None:
+            return []
+        k, rows = self.scale, []
+        for g in groups(self.results, levels):
+            s, t = g.summary, g.summary.totals
+            rows.append(
+                GroupRow(
+                    g.name,
+                    s.pairs,
+                    s.failed,
+                    t.pixels,
+                    s.mean("bce") * k,
+                    s.mean("entropy") * k,
+                    s.mean("excess") * k,
+                    t.bce * k,
+                    t.entropy * k,
+                    t.excess * k,
+                    t.clipped,
+                    s.excess_median * k,
+                    s.excess_max * k,
+                    s.worst.name if s.worst else None,
+                )
+            )
+        return rows
+
+    @cached_property
+    def channel_count(self) -> int:
+        """The most channels an evaluated image has (0 if none was evaluated)."""
+        return max((r.shape[2] for r in self.results if r.ok and r.shape), default=0)
+
+    @cached_property
+    def hint(self) -> str | None:
+        """What probably went wrong, when most pairs failed for one reason (bce_eval.hints)."""
+        from ..hints import hint
+
+        return hint(self.results, self.settings)
 
     @cached_property
     def rows(self) -> list[ImageRow]:
