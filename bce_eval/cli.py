@@ -14,7 +14,6 @@ import io
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
@@ -128,7 +127,7 @@ MaxBceOpt = Annotated[
     ),
 ]
 BaselineOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--baseline",
         metavar="REPORT",
@@ -151,6 +150,15 @@ JunitOpt = Annotated[
         "--junit",
         metavar="PATH",
         help="Write JUnit XML: a testcase per image (failed over --max-image-excess) and per gate.",
+    ),
+]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="An fsspec option for every URL (s3://, gs://, az://, ...), e.g. "
+        "endpoint_url=http://127.0.0.1:9000; repeat for more. true/false and numbers are read as such.",
     ),
 ]
 FormatOpt = Annotated[
@@ -247,7 +255,13 @@ def _note(line: str) -> None:
 
 
 def _render(
-    report: Report, *, csv_path: str | None, json_path: str | None, junit_path: str | None, form: str
+    report: Report,
+    *,
+    csv_path: str | None,
+    json_path: str | None,
+    junit_path: str | None,
+    form: str,
+    storage_options: dict[str, Any] | None = None,
 ) -> None:
     """The reports, the summary and verdict, the errors of failed pairs; exit with the report's
     code (2 for bad input takes precedence over 1 for a failed gate). Reports that cannot be
@@ -258,7 +272,7 @@ def _render(
 
     unwritten = None
     try:
-        report.write(csv=csv_path, json=json_path, junit=junit_path)
+        report.write(csv=csv_path, json=json_path, junit=junit_path, storage_options=storage_options)
     except ReportError as e:
         unwritten = e
     human = stderr if "-" in (csv_path, json_path, junit_path) or form == "markdown" else stdout
@@ -283,10 +297,13 @@ def _render(
 @_interruptible
 def compare(
     targets: Annotated[
-        Path, typer.Argument(metavar="TARGETS", help="Folder of target images (searched recursively).")
+        str,
+        typer.Argument(
+            metavar="TARGETS", help="Folder of target images (searched recursively), or a URL (s3://...)."
+        ),
     ],
     recons: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="RECONS",
             help="Folder of reconstructions, paired with targets by relative path without extension.",
@@ -299,7 +316,7 @@ def compare(
         ),
     ] = "",
     pairs: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--pairs",
             help="CSV with columns target,recon listing the pairs; paths relative to TARGETS and RECONS.",
@@ -352,6 +369,16 @@ def compare(
             help="Evaluate shard I of N (1 <= I <= N): the pairs whose name's CRC-32 modulo N is I - 1.",
         ),
     ] = None,
+    storage_option: StorageOpt = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Run on a Dask cluster: its scheduler's address (tcp://host:8786), or local for a "
+            "LocalCluster here; needs the [dask] extra.",
+        ),
+    ] = None,
 ) -> None:
     """Score every reconstruction in RECONS against its target in TARGETS.
 
@@ -359,17 +386,23 @@ def compare(
     one) divided by the number of pixels, the same as torch's mean over the concatenated batch.
     """
     from .pipeline import compare as run_compare
+    from .storage import parse_options
 
     _check_outputs(csv_path, json_path, junit_path, form)
     try:
+        options = parse_options(storage_option or ())
         report = run_compare(
             targets, recons, recon_suffix=recon_suffix, pairs=pairs, convention=convention, eps=eps,
             logits=logits, units=units, alpha=alpha, grayscale=grayscale, backend=backend, device=device,
             workers=workers, shard=shard, max_excess=max_excess, max_image_excess=max_image_excess,
             max_bce=max_bce, baseline=baseline, max_regression=max_regression, top=top,
-            progress=_show_progress(quiet) and stderr, notes=_note,
+            progress=_show_progress(quiet) and stderr, notes=_note, storage_options=options,
+            scheduler=scheduler,
         )  # fmt: skip
-        _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
+        _render(
+            report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
+            storage_options=options,
+        )  # fmt: skip
     except BceEvalError as e:
         raise fail(str(e)) from None
 
@@ -378,7 +411,7 @@ def compare(
 @_interruptible
 def merge(
     reports: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             metavar="REPORT.json...",
             help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
@@ -398,6 +431,7 @@ def merge(
     max_regression: MaxRegressionOpt = None,
     junit_path: JunitOpt = None,
     form: FormatOpt = "text",
+    storage_option: StorageOpt = None,
 ) -> None:
     """Combine JSON reports into exactly the figures of a single run over all their images.
 
@@ -405,14 +439,19 @@ def merge(
     made with other settings, an image listed twice, a missing or repeated shard.
     """
     from .pipeline import merge as run_merge
+    from .storage import parse_options
 
     _check_outputs(csv_path, json_path, junit_path, form)
     try:
+        options = parse_options(storage_option or ())
         report = run_merge(
             reports, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-            baseline=baseline, max_regression=max_regression, top=top,
+            baseline=baseline, max_regression=max_regression, top=top, storage_options=options,
         )  # fmt: skip
-        _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
+        _render(
+            report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
+            storage_options=options,
+        )  # fmt: skip
     except BceEvalError as e:
         raise fail(str(e)) from None
 

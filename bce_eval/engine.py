@@ -18,10 +18,10 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from .errors import BackendError, InputError, printable
 from .images import Decoded, Pair, decode, to_float
 from .model import ImageResult, Settings
 
+if TYPE_CHECKING:
+    from .storage import Storage
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -37,6 +40,8 @@ R = TypeVar("R")
 # stays flat and Ctrl-C is prompt.
 _WINDOW_PER_WORKER = 4
 _MAX_CHUNK = 128
+# Pairs a decoding thread of the torch backend fetches together from object storage.
+_STORAGE_CHUNK = 16
 # Values moved to the device in one batch by the torch backend (float64 maps: ~20 temporaries).
 _BATCH_VALUES = 1 << 22
 
@@ -131,14 +136,25 @@ def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = 
     return to_float(decoded, path, alpha=reading.alpha, grayscale=reading.grayscale, logits=logits)
 
 
-def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
-    """Both files decoded, or the result that says why they cannot be scored."""
+def _fetched(fetched: Mapping[str, bytes | InputError] | None, path: str) -> bytes | None:
+    """A file's bytes if they were fetched (from object storage); None for a local file."""
+    data = None if fetched is None else fetched.get(path)
+    if isinstance(data, InputError):
+        raise data
+    return data
+
+
+def _ready(
+    pair: Pair, settings: Settings, fetched: Mapping[str, bytes | InputError] | None = None
+) -> _Ready | ImageResult:
+    """Both files decoded (from ``fetched``, the bytes read from object storage, where they are
+    there), or the result that says why they cannot be scored."""
     if pair.problem is not None or pair.target is None or pair.recon is None:
         return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
     logits = settings.scoring.logits
     try:
-        target = decode(pair.target)
-        recon = decode(pair.recon, logits=logits)
+        target = decode(pair.target, data=_fetched(fetched, pair.target))
+        recon = decode(pair.recon, logits=logits, data=_fetched(fetched, pair.recon))
     except InputError as e:
         return _failed(pair, str(e))
     return _ready_decoded(pair, target, recon, settings)
@@ -251,6 +267,20 @@ def _evaluate_chunk(
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in results]
 
 
+def _fetch(pairs: Sequence[Pair], storage: Storage) -> dict[str, bytes | InputError]:
+    """The objects (files given as URLs) of the pairs that can be evaluated, read together."""
+    from .storage import is_url
+
+    urls = (p for pair in pairs if pair.problem is None for p in (pair.target, pair.recon) if is_url(p))
+    return storage.fetch(urls)
+
+
+def _evaluate_fetched(pairs: Sequence[Pair], settings: Settings, storage: Storage) -> list[ImageResult]:
+    """_evaluate_chunk for pairs in object storage: the chunk's objects are fetched together,
+    concurrently, and decoded from memory by the same code."""
+    return _evaluate_chunk(pairs, settings, functools.partial(_ready, fetched=_fetch(pairs, storage)))
+
+
 def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
     """Decode one pair and score it on the CPU; any problem with its files is the result's error."""
     return _evaluate_chunk([pair], settings)[0]
@@ -298,21 +328,36 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def evaluate(
-    pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
+    pairs: Sequence[Pair],
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    storage: Storage | None = None,
+    scheduler: Any = None,
 ) -> Iterator[ImageResult]:
     """Results for every pair, in the order given, computed by ``workers`` (default: the
     settings') processes (NumPy) or decoding threads (torch); memory stays flat however many
-    pairs there are."""
+    pairs there are. ``storage``: the options to read the pairs' URLs with (object storage).
+    ``scheduler``: run on a Dask cluster instead (bce_eval.cluster: an address, "local", or
+    a distributed.Client)."""
+    if scheduler is not None:
+        from .cluster import evaluate_on_cluster
+
+        yield from evaluate_on_cluster(pairs, settings, scheduler=scheduler, storage=storage, workers=workers)
+        return
     workers = max(1, min(workers or settings.execution.workers or default_workers(), len(pairs)))
     keep_freed_memory()
     scoring = settings.scoring
     if settings.execution.backend == "torch":
-        yield from _evaluate_torch(pairs, settings, workers)
+        yield from _evaluate_torch(pairs, settings, workers, storage)
         return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    evaluate_chunk: Callable[[Sequence[Pair], Settings], list[ImageResult]] = (
+        _evaluate_chunk if storage is None else functools.partial(_evaluate_fetched, storage=storage)
+    )
     if workers == 1:
         for chunk in _chunks(pairs, size):
-            yield from _evaluate_chunk(chunk, settings)
+            yield from evaluate_chunk(chunk, settings)
         return
     if not scoring.logits:  # built once here, inherited by forked workers
         metrics.byte_tables(scoring.eps, scoring.convention)
@@ -322,7 +367,7 @@ def evaluate(
     pool = _process_pool(workers)
     try:
         for results in _in_order(
-            pool, _evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
+            pool, evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
         ):
             yield from results
     finally:
@@ -347,8 +392,11 @@ def evaluate_arrays(items: Iterable[ArrayPair], settings: Settings) -> Iterator[
 # The torch backend: batches on the device.
 
 
-def _ready_chunk(pairs: Sequence[Pair], settings: Settings) -> list[_Ready | ImageResult]:
-    return [_ready(p, settings) for p in pairs]
+def _ready_chunk(
+    pairs: Sequence[Pair], settings: Settings, storage: Storage | None = None
+) -> list[_Ready | ImageResult]:
+    fetched = None if storage is None else _fetch(pairs, storage)
+    return [_ready(p, settings, fetched) for p in pairs]
 
 
 def _batches(items: Iterable[_Ready | ImageResult]) -> Iterator[list[_Ready | ImageResult]]:
@@ -391,12 +439,16 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
 
 
-def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> Iterator[ImageResult]:
+def _evaluate_torch(
+    pairs: Sequence[Pair], settings: Settings, workers: int, storage: Storage | None = None
+) -> Iterator[ImageResult]:
+    # From object storage, several pairs a request batch, so that reads overlap.
+    size = 1 if storage is None else _STORAGE_CHUNK
     with ThreadPoolExecutor(workers) as pool:
         decoded = (
             item
             for chunk in _in_order(
-                pool, _ready_chunk, _chunks(pairs, 1), workers * _WINDOW_PER_WORKER, settings
+                pool, _ready_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings, storage
             )
             for item in chunk
         )

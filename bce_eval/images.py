@@ -15,6 +15,7 @@ which decoder reports on content that matches none of these signatures.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import stat
 import struct
@@ -28,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import InputError, printable
+from .storage import is_url
 
 Alpha = Literal["drop", "include"]
 Decoder = Literal["png", "tiff", "npy", "pillow"]
@@ -165,7 +167,12 @@ def _ambiguous(paths: list[str]) -> str:
 
 def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pairing:
     """Pair files by relative path without extension, recursively; report every leftover."""
-    target_scan, recon_scan = _scan(targets), _scan(recons, recon_suffix)
+    return pair_scans(_scan(targets), _scan(recons, recon_suffix), targets, recons)
+
+
+def pair_scans(target_scan: _Scan, recon_scan: _Scan, targets: Path | str, recons: Path | str) -> Pairing:
+    """Pair two listings (of folders, or of prefixes in object storage) by key; report every
+    leftover, naming ``targets`` or ``recons`` where a partner is missing."""
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
     pairs = []
@@ -202,15 +209,35 @@ def _name(listed: str) -> str:
     return (path.with_suffix("") if path.suffix else path).as_posix()  # "." and "/" have no suffix
 
 
-def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
+def _join(root: Path | str, listed: str) -> Path | str:
+    """A listed path under its root: a Path for a folder; for a URL, joined as text (and a URL
+    in the list is taken as it is)."""
+    if is_url(listed):
+        return listed
+    if isinstance(root, str) and is_url(root):
+        return f"{root.rstrip('/')}/{listed}"
+    return Path(root) / listed
+
+
+def pairs_from_csv(
+    listing: Path | str, targets: Path | str, recons: Path | str, *, text: str | None = None
+) -> Pairing:
     """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
 
     A row that cannot be evaluated (an empty or unreadable path, a pair listed twice, a target
     named as an earlier row's: one target for two reconstructions, or a.png and a.jpg) becomes
     that pair's problem; a list without a single row is an error of its own.
+
+    ``text``: the list's content, when it was read from object storage. Paths under a URL are
+    not looked at here (for millions of objects that would be a request each): a missing object
+    is its pair's error when it is read.
     """
     try:
-        with listing.open(newline="", encoding="utf-8-sig") as f:
+        with (
+            io.StringIO(text, newline="")
+            if text is not None
+            else Path(listing).open(newline="", encoding="utf-8-sig")
+        ) as f:
             reader = csv.DictReader(f)
             rows = [(reader.line_num, row) for row in reader]
             columns = reader.fieldnames
@@ -221,13 +248,13 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
     if not rows:
         raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
     pairs = []
-    first_rows: dict[str, tuple[int, Path, Path]] = {}  # by name: a name is one image in reports
+    first_rows: dict[str, tuple[int, Path | str, Path | str]] = {}  # by name: a name is one image in reports
     for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
             pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", str(listing)))
             continue
-        target, recon = targets / t, recons / r
+        target, recon = _join(targets, t), _join(recons, r)
         name = _name(t)
         first, first_target, first_recon = first_rows.setdefault(name, (line, target, recon))
         if first != line:
@@ -241,7 +268,7 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path) -> Pairing:
             # Named by its line: the name belongs to the first row, in every report.
             pairs.append(Pair(f"line {line}", str(target), str(recon), problem, str(listing)))
             continue
-        unreadable = _unreadable(target, recon)
+        unreadable = _unreadable(*(p for p in (target, recon) if isinstance(p, Path)))
         if unreadable is not None:
             problem, culprit = unreadable
             pairs.append(Pair(name, str(target), str(recon), problem, str(culprit)))
@@ -286,12 +313,13 @@ def _check_png_frames(data: bytes, path: Path | str) -> None:
         pos += 12 + length
 
 
-def _read_png16(path: Path | str) -> tuple[np.ndarray, bool]:
+def _read_png16(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     """16-bit grey+alpha, RGB or RGBA PNG with all 16 bits, through pypng."""
     import png
 
     try:
-        width, height, rows, info = png.Reader(filename=str(path)).read()
+        reader = png.Reader(filename=str(path)) if data is None else png.Reader(bytes=data)
+        width, height, rows, info = reader.read()
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     # pypng raises its own errors for damaged chunks, zlib's for damaged compressed data.
     except (png.Error, zlib.error, OSError, ValueError, EOFError) as e:
@@ -344,11 +372,11 @@ def _read_spng(data: bytes, path: Path | str, colour_type: int) -> tuple[np.ndar
     return pixels, colour_type == 6
 
 
-def _read_pillow(path: Path | str) -> tuple[np.ndarray, bool]:
+def _read_pillow(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise InputError(path, f"has {frames} frames; only single images are supported")
@@ -383,7 +411,7 @@ def _check_tiff_samples(bits: int, is_float: bool, path: Path | str) -> None:
         )
 
 
-def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
+def _read_tiff(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
 
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
@@ -399,7 +427,7 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
 
     compression = "this"
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(path if data is None else io.BytesIO(data)) as tif:
             if len(tif.pages) != 1:
                 raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
             page = tif.pages[0]
@@ -417,7 +445,7 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
                 tifffile.PHOTOMETRIC.MINISWHITE,
                 tifffile.PHOTOMETRIC.RGB,
             ):
-                return _read_pillow(path)
+                return _read_pillow(path, data)
             inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
             if inverted and is_float:
                 raise InputError(
@@ -457,12 +485,41 @@ def _read_tiff(path: Path | str) -> tuple[np.ndarray, bool]:
     return pixels, has_alpha
 
 
-def _read_npy(path: Path | str) -> np.ndarray:
+def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
+    """A .npy file's bytes as a memory-mapped file would be read: the header parsed, never
+    unpickled, and the size it claims checked against the bytes there are before any of them
+    is taken as the array."""
+    import tokenize
+
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in header:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
+        shape, fortran, dtype = header[version](stream)
+    except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
+        raise InputError(path, f"cannot read .npy: {e}") from None
+    if dtype.hasobject:
+        raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded")
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize > len(data) - stream.tell():
+        raise InputError(path, "cannot read .npy: its header claims more data than the file holds")
+    array = np.frombuffer(data, dtype, count, stream.tell()).reshape(shape, order="F" if fortran else "C")
+    return array.copy(order="K")
+
+
+def _read_npy(path: Path | str, data: bytes | None = None) -> np.ndarray:
     """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
     allocated, and the pixel count is checked like an image's before the data is read."""
     import tokenize
 
+    if data is not None:
+        array = _npy_from_bytes(data, path)
+        if array.ndim in (2, 3):
+            _check_pixel_count(array.shape[1], array.shape[0], path)
+        return array
     try:
         with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
             mapped = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -532,12 +589,27 @@ _READ_AT_ONCE = 1 << 26
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _sniff(path: Path | str) -> tuple[Decoder | None, bytes]:
+def _format(head: bytes) -> Decoder | None:
+    """The decoder for what a file's first bytes say it is; None if they match no format we read."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    if head.startswith(NPY_SIGNATURE):
+        return "npy"
+    if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "pillow"  # JPEG, BMP, WebP
+    return None
+
+
+def _sniff(path: Path | str, data: bytes | None = None) -> tuple[Decoder | None, bytes]:
     """The decoder for what the file's first bytes say it is (None if they match no format we
     read), and those bytes: all of the file for a PNG, which is decoded from memory.
 
     Opened without blocking and checked to be a regular file before a byte is read: a FIFO
-    would otherwise wait for a writer forever."""
+    would otherwise wait for a writer forever. ``data``: the whole file, already read."""
+    if data is not None:
+        return _format(data), data
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except (OSError, ValueError):
@@ -556,13 +628,7 @@ def _sniff(path: Path | str) -> tuple[Decoder | None, bytes]:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     finally:
         os.close(fd)
-    if head[:4] in TIFF_SIGNATURES:
-        return "tiff", head
-    if head.startswith(NPY_SIGNATURE):
-        return "npy", head
-    if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return "pillow", head  # JPEG, BMP, WebP
-    return None, head
+    return _format(head), head
 
 
 @dataclass(frozen=True)
@@ -577,22 +643,23 @@ class Decoded:
         return self.pixels[:, :, :-1] if self.has_alpha and alpha == "drop" else self.pixels
 
 
-def decode(path: Path | str, *, logits: bool = False) -> Decoded:
+def decode(path: Path | str, *, logits: bool = False, data: bytes | None = None) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
-    logits: the file holds logits (.npy float only).
+    logits: the file holds logits (.npy float only). data: the file's bytes, already read (from
+    object storage), decoded by the same decoders as a file on disk; path then only names it.
     """
-    sniffed, head = _sniff(path)
+    sniffed, head = _sniff(path, data)
     decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
     has_alpha = False
     if logits and decoder != "npy":
         raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
     if decoder == "npy":
-        pixels = _read_npy(path)
+        pixels = _read_npy(path, data)
         if logits and pixels.dtype.kind != "f":
             raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
     elif decoder == "tiff":
-        pixels, has_alpha = _read_tiff(path)
+        pixels, has_alpha = _read_tiff(path, data)
     elif decoder == "png":
         depth, colour_type = _png_header(head, path)
         _check_png_frames(head, path)
@@ -600,10 +667,14 @@ def decode(path: Path | str, *, logits: bool = False) -> Decoded:
         if depth in (8, 16) and colour_type in _SPNG_CHANNELS:
             read = _read_spng(head, path, colour_type)
         if read is None:
-            read = _read_png16(path) if depth == 16 and colour_type in (2, 4, 6) else _read_pillow(path)
+            read = (
+                _read_png16(path, data)
+                if depth == 16 and colour_type in (2, 4, 6)
+                else _read_pillow(path, data)
+            )
         pixels, has_alpha = read
     else:
-        pixels, has_alpha = _read_pillow(path)
+        pixels, has_alpha = _read_pillow(path, data)
     return Decoded(_to_hwc(pixels, path), has_alpha)
 
 

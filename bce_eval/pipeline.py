@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -114,18 +114,33 @@ class Report:
         csv: str | os.PathLike[str] | None = None,
         json: str | os.PathLike[str] | None = None,
         junit: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the reports asked for ('-' is stdout), all replaced together or none: each goes
         to a temporary file beside its path, and they are renamed into place only once all are
-        complete. ReportError (and the old reports left as they were) if one cannot be written."""
+        complete. ReportError (and the old reports left as they were) if one cannot be written.
+
+        A path may be a URL (s3://...; fsspec, with ``storage_options``): such a report is
+        rendered in memory with the others, and put in one request once the files are in place."""
         from .reports import ci, files
+        from .storage import is_url
 
         writers = {
             csv: lambda out: files.write_csv(self.view, out),
             json: lambda out: files.write_json(self.to_json(), out),
             junit: lambda out: ci.write_junit(self.view, out),
         }
-        files.write_together([(os.fspath(p), w) for p, w in writers.items() if p is not None])
+        reports = [(os.fspath(p), w) for p, w in writers.items() if p is not None]
+        remote = [(p, w) for p, w in reports if is_url(p)]
+        if not remote:
+            files.write_together(reports)
+            return
+        from .storage import Storage
+
+        storage = Storage(storage_options or {})
+        rendered = storage.render(remote)
+        files.write_together([(p, w) for p, w in reports if not is_url(p)])
+        storage.put(rendered)
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured summary (for $GITHUB_STEP_SUMMARY or a merge request comment)."""
@@ -172,6 +187,7 @@ def _plan(
     max_bce: float | None = None,
     max_regression: float | None = None,
     baseline: str | os.PathLike[str] | Report | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> _Plan:
     """Gates and baseline checked: OptionError or ReportError before any image is read."""
     thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression)
@@ -179,7 +195,11 @@ def _plan(
         raise OptionError("--max-regression", "needs --baseline REPORT to compare with")
     stored = None
     if baseline is not None:
-        stored = baseline if isinstance(baseline, Report) else read_report(baseline)
+        stored = (
+            baseline
+            if isinstance(baseline, Report)
+            else read_report(baseline, storage_options=storage_options)
+        )
         check_baseline(stored, settings)
     return _Plan(settings, thresholds, stored)
 
@@ -242,6 +262,8 @@ def compare(
     *,
     recon_suffix: str = "",
     pairs: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scheduler: str | Any | None = None,
     convention: Convention = "keras",
     eps: float = KERAS_EPSILON,
     logits: bool = False,
@@ -268,6 +290,11 @@ def compare(
     lossy targets, the shard's size); they are also kept in ``Report.notes``. ``progress``
     shows a bar on stderr (or on the rich Console given) for runs longer than half a second.
 
+    ``targets``, ``recons``, ``pairs`` and ``baseline`` may be fsspec URLs (s3://, gs://,
+    az://, http(s)://, memory://, file://), opened with ``storage_options``. ``scheduler``
+    runs the evaluation on a Dask cluster: a scheduler's address (tcp://host:8786), "local"
+    for a LocalCluster on this machine, or a distributed.Client; the figures are the same.
+
     Raises OptionError (an option's value), ReportError (the baseline), BackendError (torch
     or the device) or InputError (the folders or the pair list) before any image is read; a
     pair that cannot be evaluated is a failed entry of ``Report.images``, not an exception.
@@ -275,6 +302,7 @@ def compare(
     from . import images
     from .engine import check_backend, evaluate
     from .shards import select_shard
+    from .storage import is_url
 
     settings = Settings.of(
         convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
@@ -282,16 +310,30 @@ def compare(
     )  # fmt: skip
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-        max_regression=max_regression, baseline=baseline,
+        max_regression=max_regression, baseline=baseline, storage_options=storage_options,
     )  # fmt: skip
     shard_of_n = _shard(shard)
     check_backend(plan.settings)
-    targets, recons = Path(targets), Path(recons)
-    pairing = (
-        images.pairs_from_csv(Path(pairs), targets, recons)
-        if pairs is not None
-        else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
-    )
+    if scheduler is not None:
+        from .cluster import check_scheduler
+
+        check_scheduler(scheduler, plan.settings, workers)
+    storage = None
+    if any(is_url(p) for p in (targets, recons, pairs)):
+        from .storage import Storage
+
+        storage = Storage(dict(storage_options or {}))
+        pairing = storage.pairing(
+            os.fspath(targets), os.fspath(recons), recon_suffix=recon_suffix,
+            pairs=None if pairs is None else os.fspath(pairs),
+        )  # fmt: skip
+    else:
+        targets, recons = Path(targets), Path(recons)
+        pairing = (
+            images.pairs_from_csv(Path(pairs), targets, recons)
+            if pairs is not None
+            else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
+        )
     if not pairing.pairs:
         looked_for = ", ".join(images.SUFFIXES)
         raise InputError(f"{targets} or {recons}", f"no image files (looked for {looked_for})")
@@ -313,7 +355,9 @@ def compare(
             notes,
             f"shard {shard_of_n[0]}/{shard_of_n[1]}: {len(selected)} of {len(pairing.pairs)} pairs",
         )
-    results = _with_progress(evaluate(selected, plan.settings), len(selected), progress)
+    results = _with_progress(
+        evaluate(selected, plan.settings, storage=storage, scheduler=scheduler), len(selected), progress
+    )
     return _conclude(results, plan, shard=shard_of_n)
 
 
@@ -418,13 +462,14 @@ def compare_arrays(
     return _conclude(results, plan)
 
 
-def read_report(path: str | os.PathLike[str]) -> Report:
+def read_report(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Report:
     """A CSV or JSON report written by bce-eval, read back: its settings (a CSV report records
     only its unit), images and shard; ReportError if it cannot be read or is not one. Gates
-    are not re-checked: ``verdict`` has none."""
+    are not re-checked: ``verdict`` has none. ``path`` may be a URL, read with
+    ``storage_options``."""
     from .reports.files import read_report as read_file
 
-    loaded = read_file(path)
+    loaded = read_file(path, storage_options=storage_options)
     return Report(
         loaded.settings,
         loaded.images,
@@ -445,23 +490,26 @@ def merge(
     baseline: str | os.PathLike[str] | Report | None = None,
     max_regression: float | None = None,
     top: int = 10,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """Combine JSON reports (paths or Reports) of shards, or of runs over distinct images, into
     exactly the figures of a single run over all their images, with the gates asked for.
 
     Totals come from each image's sums in nats and pixel counts, never from averages. Refused
     (ReportError): reports made with other settings, an image listed twice, a missing or
-    repeated shard.
+    repeated shard. Paths may be URLs, read with ``storage_options``.
     """
     from .shards import merged_images
 
     Thresholds(max_excess, max_image_excess, max_bce, max_regression)  # options first
-    loaded = [r if isinstance(r, Report) else read_report(r) for r in reports]
+    loaded = [
+        r if isinstance(r, Report) else read_report(r, storage_options=storage_options) for r in reports
+    ]
     images = merged_images(loaded)
     first = loaded[0].settings
     settings = replace(first, display=Display(first.display.units, top))
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-        max_regression=max_regression, baseline=baseline,
+        max_regression=max_regression, baseline=baseline, storage_options=storage_options,
     )  # fmt: skip
     return _conclude(images, plan)
