@@ -112,13 +112,16 @@ def connect(scheduler: Any, workers: int | None = None) -> Iterator[Any]:
         target: Any = scheduler
         if scheduler == "local":
             # Processes of one thread: decoders such as libspng hold the GIL. No dashboard, and
-            # the workers' log lines only for errors: the command's stderr is its messages.
+            # log lines only for errors: the command's stderr is its own messages.
             target = stack.enter_context(
                 distributed.LocalCluster(
                     n_workers=workers or engine.default_workers(),
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # The scheduler's HTTP server (health, metrics) on a free loopback port:
+                    # the default, 8787, may be taken, which Dask warns about on stderr.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
             )

@@ -313,11 +313,11 @@ def compare(
         max_regression=max_regression, baseline=baseline, storage_options=storage_options,
     )  # fmt: skip
     shard_of_n = _shard(shard)
-    check_backend(plan.settings)
     if scheduler is not None:
         from .cluster import check_scheduler
 
         check_scheduler(scheduler, plan.settings, workers)
+    check_backend(plan.settings)
     storage = None
     if any(is_url(p) for p in (targets, recons, pairs)):
         from .storage import Storage
