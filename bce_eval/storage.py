@@ -21,8 +21,10 @@ S3-compatible server. The same options go to every URL of a run.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -118,6 +120,17 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if not str(error) else str(error)
 
 
+@functools.cache
+def _reset_event_loop_after_fork() -> None:
+    """A process forked after fsspec started its event loop (the local engine's workers, forked
+    after the listing) must start one of its own: older fsspec (2024.3.1, for one) left the child the
+    parent's loop, whose thread the child does not have, and every read waited forever."""
+    import fsspec.asyn
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=fsspec.asyn.reset_lock)
+
+
 def _takes_max_concurrency(fs: Any) -> bool:
     """Whether the store's cat_file takes max_concurrency (s3fs, adlfs): with it above 1, s3fs
     first asks for the object's size (a HEAD) to split large objects; 1 makes it one GET."""
@@ -150,6 +163,7 @@ class Storage:
         except ImportError:
             raise InputError(url, "reading URLs needs fsspec: pip install 'bce-eval[dask]'") from None
         scheme = url.partition("://")[0].lower()
+        _reset_event_loop_after_fork()
         try:
             return fsspec.core.url_to_fs(url, **self.options)
         except ImportError:
