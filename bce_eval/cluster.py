@@ -21,7 +21,6 @@ Dask is imported only here, and only when a run asks for a scheduler.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -40,9 +39,10 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 10
 # Chunks in flight per worker thread: one running, the next ones already on the worker.
 _WINDOW_PER_THREAD = 4
-# Chunks per worker thread the pairs are cut into (as many as local runs make), at most
-# engine._MAX_CHUNK pairs each.
-_CHUNKS_PER_THREAD = 32
+# Chunks per worker thread the pairs are cut into, at most engine._MAX_CHUNK pairs each: fewer
+# than local runs make (32), since a task costs the scheduler about a millisecond; chunks of 7
+# pairs took 15 % longer than chunks of 32 (500 256x256 RGB PNG pairs, 2 workers).
+_CHUNKS_PER_THREAD = 8
 
 _ADDRESS = re.compile(r"[a-z][a-z0-9+.-]*://\S+|[^\s:/]+:\d+|\[[0-9a-fA-F:]+\]:\d+")
 
@@ -134,6 +134,19 @@ def connect(scheduler: Any, workers: int | None = None) -> Iterator[Any]:
         yield client
 
 
+def _evaluate_on_worker(
+    chunk: Sequence[Pair], settings: Settings, storage: Storage | None
+) -> list[ImageResult]:
+    """A chunk on a Dask worker: the local worker processes' code, with glibc's malloc set as
+    theirs is. Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which hands every
+    freed image back to the kernel to be faulted in again: 256x256 RGB PNG pairs took twice as
+    long (benchmarks/README.md). Memory stays bounded by one chunk's working set."""
+    engine.keep_freed_memory()
+    if storage is None:
+        return engine._evaluate_chunk(chunk, settings)
+    return engine._evaluate_fetched(chunk, settings, storage)
+
+
 class _Task:
     """A chunk's future as engine._in_order uses one: result() and cancel()."""
 
@@ -187,17 +200,13 @@ def evaluate_on_cluster(
     """Results for every pair, in the order given, computed by the workers of a Dask cluster
     (scheduler: an address, "local" for a LocalCluster of ``workers`` processes, or a
     distributed.Client); at most a window of chunks in flight. ``chunk_size``: pairs per task
-    (default: as local runs cut them)."""
+    (default: _CHUNKS_PER_THREAD chunks per worker thread, up to engine._MAX_CHUNK pairs)."""
     label = scheduler if isinstance(scheduler, str) else "client"
     with connect(scheduler, workers) as client:
         threads = _check_workers(client, label)
         size = chunk_size or max(1, min(engine._MAX_CHUNK, len(pairs) // (threads * _CHUNKS_PER_THREAD)))
-        function: Callable[..., list[ImageResult]] = (
-            engine._evaluate_chunk
-            if storage is None
-            else functools.partial(engine._evaluate_fetched, storage=storage)
-        )
         window = threads * _WINDOW_PER_THREAD
         chunks = engine._chunks(pairs, size)
-        for results in engine._in_order(_Tasks(client), function, chunks, window, settings):  # type: ignore[arg-type]
+        tasks = _Tasks(client)
+        for results in engine._in_order(tasks, _evaluate_on_worker, chunks, window, settings, storage):  # type: ignore[arg-type]
             yield from results
