@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
+from typing import TYPE_CHECKING, Any, cast
 
 from . import __version__, engine
 from .errors import BackendError, InputError, OptionError
@@ -208,5 +208,10 @@ def evaluate_on_cluster(
         window = threads * _WINDOW_PER_THREAD
         chunks = engine._chunks(pairs, size)
         tasks = _Tasks(client)
-        for results in engine._in_order(tasks, _evaluate_on_worker, chunks, window, settings, storage):  # type: ignore[arg-type]
-            yield from results
+        ordered = cast(
+            "Generator[list[ImageResult], None, None]",
+            engine._in_order(tasks, _evaluate_on_worker, chunks, window, settings, storage),  # type: ignore[arg-type]
+        )
+        with closing(ordered):  # chunks still in flight are cancelled while the client is open
+            for results in ordered:
+                yield from results

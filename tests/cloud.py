@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,8 @@ def s3_server() -> Iterator[S3]:
         import s3fs
 
         endpoint = f"http://127.0.0.1:{port}"
+        # moto keeps its buckets per process, whichever server made them: start from none.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
         fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
         fs.mkdir("bucket")
         yield S3(endpoint, fs)
