@@ -405,3 +405,32 @@ def test_s3_errors_are_per_pair_or_one_line(s3: S3, s3_set: Path) -> None:
         "error: s3://bucket/set/targets/none.png: no such file",
         "1 of 2 pairs could not be evaluated",
     ]
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no sample_images")
+def test_https_folders_with_an_index_page_read_as_folders() -> None:
+    """An HTTP server's directory listing (Python's http.server) is listed by its links, read
+    by fsspec's HTTP file system; a report cannot be put there, which is one named error."""
+    need("fsspec", "aiohttp")
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(SAMPLES))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        remote = bce_eval.compare(f"{base}/targets", f"{base}/recons", workers=2)
+        local = bce_eval.compare(SAMPLES / "targets", SAMPLES / "recons")
+        same_but_paths(local.to_json(), remote.to_json(), {base: str(SAMPLES)})
+        with pytest.raises(ReportError, match=f"^{base}/out.json: cannot write: "):
+            remote.write_json(f"{base}/out.json")
+    finally:
+        server.shutdown()
+        server.server_close()
