@@ -193,6 +193,9 @@ class Storage:
         # credentials, permissions and the network; each is a problem with this folder.
         except Exception as e:
             raise InputError(root, f"cannot list: {_reason(e)}") from None
+        # s3fs keeps what it listed (a dict of about a kilobyte per object) to answer later
+        # listings; this run lists each prefix once, and keeps only the names.
+        fs.invalidate_cache(path)
         if not found:
             raise InputError(root, "is not a folder (nothing is stored under it)")
         if found == [path]:

@@ -214,6 +214,18 @@ def test_memory_urls_give_the_local_figures(memory: Any, workers: int) -> None:
     )
 
 
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no sample_images")
+def test_memory_urls_on_the_torch_backend(memory: Any) -> None:
+    """Decoding threads fetch their pairs too; the figures are the torch backend's on files."""
+    pytest.importorskip("torch")
+    _to_memory(memory, SAMPLES / "targets", "/set/targets")
+    _to_memory(memory, SAMPLES / "recons", "/set/recons")
+    local = bce_eval.compare(SAMPLES / "targets", SAMPLES / "recons", backend="torch", workers=2)
+    remote = bce_eval.compare("memory://set/targets", "memory://set/recons", backend="torch", workers=2)
+    assert [r.sums for r in remote.images] == [r.sums for r in local.images]
+    assert remote.images[0].target == "memory://set/targets/astronaut.png"
+
+
 def test_listing_pairs_as_folders_do(memory: Any, rng: np.random.Generator, tmp_path: Path) -> None:
     """Missing partners, ambiguous names, hidden and ignored files, --recon-suffix: the
     pairing of a folder, and the errors are per pair."""
