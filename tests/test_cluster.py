@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,6 +115,16 @@ def test_local_disk_on_the_cluster_through_the_library(cluster: Cluster, image_s
         assert client.status == "running"
     assert remote.to_json() == local.to_json()
     assert remote.exit_code == local.exit_code == 2
+
+
+def test_workers_with_another_bce_eval_are_refused(
+    cluster: Cluster, image_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' bce-eval is checked before any chunk is sent: one named error."""
+    monkeypatch.setattr(cluster_module, "__version__", "99.0")
+    message = f"--scheduler {cluster.address}: workers run bce-eval {bce_eval.__version__}, this is 99.0"
+    with pytest.raises(BackendError, match=re.escape(message)):
+        bce_eval.compare(image_set / "targets", image_set / "recons", scheduler=cluster.address)
 
 
 def test_a_local_cluster_gives_the_local_json(image_set: Path, tmp_path: Path) -> None:
