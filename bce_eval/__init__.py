@@ -10,9 +10,26 @@ and reports, each giving a Report.
 
 __version__ = "0.1.0"  # first: the modules below read it
 
+from typing import TYPE_CHECKING
+
 from .errors import BackendError, BceEvalError, InputError, OptionError, ReportError, ValueOutOfRange
 from .metrics import PixelMaps, Sums, bce, entropy, excess, pixel_maps, sums
-from .pipeline import Report, compare, compare_arrays, merge, read_report
+
+if TYPE_CHECKING:  # for type checkers; at run time, __getattr__ below
+    from .pipeline import Report, compare, compare_arrays, merge, read_report
+
+_PIPELINE = ("Report", "compare", "compare_arrays", "merge", "read_report")
+
+
+def __getattr__(name: str) -> object:
+    """The pipeline is imported on first use: the command's --help and the functional API do
+    not pay for it."""
+    if name in _PIPELINE:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'bce_eval' has no attribute {name!r}")
+
 
 __all__ = [
     "BackendError",

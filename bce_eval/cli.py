@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
@@ -22,8 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import BceEvalError
-from .pipeline import EXIT_GATE, EXIT_INPUT, EXIT_OK
+from .errors import EXIT_GATE, EXIT_INPUT, EXIT_OK, BceEvalError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -161,6 +161,42 @@ StorageOpt = Annotated[
         "endpoint_url=http://127.0.0.1:9000; repeat for more. true/false and numbers are read as such.",
     ),
 ]
+MapsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--maps",
+        metavar="DIR",
+        help="Write heat maps under each pair's name in DIR: NAME.excess.png (excess per pixel, "
+        "mean over channels) and NAME.signed.png (p - y, centred on 0), one scale for the run, "
+        "with legend images.",
+    ),
+]
+MapsTopOpt = Annotated[
+    int | None,
+    typer.Option("--maps-top", metavar="N", min=0, help="Maps of the N worst images only (default: all)."),
+]
+MapsFormatOpt = Annotated[
+    Literal["png", "npy"],
+    typer.Option(
+        "--maps-format",
+        help="png: coloured maps; npy: NAME.excess.npy, the float64 excess per value, for scripts.",
+    ),
+]
+HtmlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--html",
+        metavar="PATH",
+        help="Write one self-contained HTML page: summary, verdict, histogram, every image "
+        "(sortable, filterable) and the worst with their maps.",
+    ),
+]
+HtmlTopOpt = Annotated[
+    int,
+    typer.Option(
+        "--html-top", metavar="N", min=0, help="How many of the worst images the page shows with pictures."
+    ),
+]
 FormatOpt = Annotated[
     Literal["text", "markdown", "github"],
     typer.Option(
@@ -236,9 +272,16 @@ def _interruptible(command: CommandT) -> CommandT:
     return run  # type: ignore[return-value]  # same signature, by functools.wraps
 
 
-def _check_outputs(csv_path: str | None, json_path: str | None, junit_path: str | None, form: str) -> None:
+def _check_outputs(
+    csv_path: str | None,
+    json_path: str | None,
+    junit_path: str | None,
+    form: str,
+    html_path: str | None = None,
+) -> None:
     """Refuse two outputs on stdout: they would interleave."""
     uses = {"--csv -": csv_path == "-", "--json -": json_path == "-", "--junit -": junit_path == "-"}
+    uses["--html -"] = html_path == "-"
     uses[f"--format {form}"] = form != "text"
     on_stdout = [option for option, used in uses.items() if used]
     if len(on_stdout) > 1:
@@ -254,6 +297,20 @@ def _note(line: str) -> None:
     stderr.print(line, markup=False)
 
 
+def _check_maps(maps: Path | None, maps_top: int | None, maps_format: str) -> None:
+    if maps is not None:
+        from .reports.maps import check_options
+
+        check_options(maps, maps_top, maps_format)
+
+
+def _write_maps(report: Report, maps: Path, maps_top: int | None, maps_format: Any) -> None:
+    """The maps, and their notes on stderr; ReportError if they cannot be written."""
+    written = report.write_maps(maps, top=maps_top, format=maps_format)
+    for line in (*written.left_out, written.describe()):
+        _note(line)
+
+
 def _render(
     report: Report,
     *,
@@ -261,21 +318,35 @@ def _render(
     json_path: str | None,
     junit_path: str | None,
     form: str,
+    html_path: str | None = None,
+    html_top: int = 50,
+    maps: Path | None = None,
+    maps_top: int | None = None,
+    maps_format: str = "png",
     storage_options: dict[str, Any] | None = None,
 ) -> None:
-    """The reports, the summary and verdict, the errors of failed pairs; exit with the report's
-    code (2 for bad input takes precedence over 1 for a failed gate). Reports that cannot be
-    written (a full disk) leave the old ones in place; the summary is still printed, then the
-    error, and the exit code is 2."""
+    """The maps, the reports, the summary and verdict, the errors of failed pairs; exit with
+    the report's code (2 for bad input takes precedence over 1 for a failed gate). Reports that
+    cannot be written (a full disk) leave the old ones in place; the summary is still printed,
+    then the error, and the exit code is 2. Maps come first: they fix the scale the HTML
+    page's maps share."""
     from .errors import ReportError
     from .reports.text import print_summary
 
     unwritten = None
+    if maps is not None:
+        try:
+            _write_maps(report, maps, maps_top, maps_format)
+        except ReportError as e:
+            unwritten = e
     try:
-        report.write(csv=csv_path, json=json_path, junit=junit_path, storage_options=storage_options)
+        report.write(
+            csv=csv_path, json=json_path, junit=junit_path, html=html_path, html_top=html_top,
+            storage_options=storage_options,
+        )  # fmt: skip
     except ReportError as e:
-        unwritten = e
-    human = stderr if "-" in (csv_path, json_path, junit_path) or form == "markdown" else stdout
+        unwritten = unwritten or e
+    human = stderr if "-" in (csv_path, json_path, junit_path, html_path) or form == "markdown" else stdout
     print_summary(human, report.view)
     if form == "markdown":
         print(report.to_markdown(), end="")
@@ -322,6 +393,13 @@ def compare(
             help="CSV with columns target,recon listing the pairs; paths relative to TARGETS and RECONS.",
         ),
     ] = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside",
+            help="Let --pairs rows name files outside TARGETS and RECONS (absolute paths, ../).",
+        ),
+    ] = False,
     top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
     csv_path: Annotated[
         str | None, typer.Option("--csv", help="Write one row per pair to this CSV file ('-' for stdout).")
@@ -354,6 +432,15 @@ def compare(
         bool,
         typer.Option("--grayscale", help="Convert both sides to luminance (ITU-R 601-2, in float64) first."),
     ] = False,
+    max_image_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-image-bytes",
+            metavar="BYTES",
+            help="Memory one pair may take, checked from the headers before decoding (larger pairs "
+            "are an error of their own); default: a quarter of the available memory over the workers.",
+        ),
+    ] = None,
     max_excess: MaxExcessOpt = None,
     max_image_excess: MaxImageExcessOpt = None,
     max_bce: MaxBceOpt = None,
@@ -361,6 +448,11 @@ def compare(
     max_regression: MaxRegressionOpt = None,
     junit_path: JunitOpt = None,
     form: FormatOpt = "text",
+    maps: MapsOpt = None,
+    maps_top: MapsTopOpt = None,
+    maps_format: MapsFormatOpt = "png",
+    html_path: HtmlOpt = None,
+    html_top: HtmlTopOpt = 50,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -386,14 +478,18 @@ def compare(
     one) divided by the number of pixels, the same as torch's mean over the concatenated batch.
     """
     from .pipeline import compare as run_compare
+    from .reports.files import clean_stale
     from .storage import parse_options
 
-    _check_outputs(csv_path, json_path, junit_path, form)
+    _check_outputs(csv_path, json_path, junit_path, form, html_path)
+    clean_stale(p for p in (csv_path, json_path, junit_path, html_path) if p)
     try:
         options = parse_options(storage_option or ())
+        _check_maps(maps, maps_top, maps_format)
         report = run_compare(
-            targets, recons, recon_suffix=recon_suffix, pairs=pairs, convention=convention, eps=eps,
-            logits=logits, units=units, alpha=alpha, grayscale=grayscale, backend=backend, device=device,
+            targets, recons, recon_suffix=recon_suffix, pairs=pairs, allow_outside=allow_outside,
+            convention=convention, eps=eps, logits=logits, units=units, alpha=alpha, grayscale=grayscale,
+            max_image_bytes=max_image_bytes, backend=backend, device=device,
             workers=workers, shard=shard, max_excess=max_excess, max_image_excess=max_image_excess,
             max_bce=max_bce, baseline=baseline, max_regression=max_regression, top=top,
             progress=_show_progress(quiet) and stderr, notes=_note, storage_options=options,
@@ -401,6 +497,7 @@ def compare(
         )  # fmt: skip
         _render(
             report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
+            html_path=html_path, html_top=html_top, maps=maps, maps_top=maps_top, maps_format=maps_format,
             storage_options=options,
         )  # fmt: skip
     except BceEvalError as e:
@@ -439,9 +536,11 @@ def merge(
     made with other settings, an image listed twice, a missing or repeated shard.
     """
     from .pipeline import merge as run_merge
+    from .reports.files import clean_stale
     from .storage import parse_options
 
     _check_outputs(csv_path, json_path, junit_path, form)
+    clean_stale(p for p in (csv_path, json_path, junit_path) if p)
     try:
         options = parse_options(storage_option or ())
         report = run_merge(
@@ -452,6 +551,61 @@ def merge(
             report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
             storage_options=options,
         )  # fmt: skip
+    except BceEvalError as e:
+        raise fail(str(e)) from None
+
+
+@app.command()
+@_interruptible
+def report(
+    saved: Annotated[
+        Path,
+        typer.Argument(metavar="REPORT", help="A JSON (or CSV) report written by bce-eval compare or merge."),
+    ],
+    html_path: HtmlOpt = None,
+    html_top: HtmlTopOpt = 50,
+    maps: MapsOpt = None,
+    maps_top: MapsTopOpt = None,
+    maps_format: MapsFormatOpt = "png",
+    top: Annotated[int, typer.Option(min=0, help="How many of the worst images to list.")] = 10,
+    max_excess: MaxExcessOpt = None,
+    max_image_excess: MaxImageExcessOpt = None,
+    max_bce: MaxBceOpt = None,
+    baseline: BaselineOpt = None,
+    max_regression: MaxRegressionOpt = None,
+) -> None:
+    """Show a saved report, and build its HTML page or maps from it.
+
+    Pictures and maps are read again from the images the report names, where they are still
+    there (and unchanged); the others are left out with a note. Gates given here are checked
+    on the report's figures.
+    """
+    from .errors import ReportError
+    from .pipeline import read_report
+    from .reports.text import print_summary
+
+    _check_outputs(None, None, None, "text", html_path)
+    try:
+        _check_maps(maps, maps_top, maps_format)
+        loaded = read_report(
+            saved, top=top, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+            baseline=baseline, max_regression=max_regression,
+        )  # fmt: skip
+        unwritten = None
+        if maps is not None:
+            try:
+                _write_maps(loaded, maps, maps_top, maps_format)
+            except ReportError as e:
+                unwritten = e
+        try:
+            loaded.write(html=html_path, html_top=html_top)
+        except ReportError as e:
+            unwritten = unwritten or e
+        print_summary(stderr if html_path == "-" else stdout, loaded.view)
+        if unwritten is not None:
+            raise fail(str(unwritten))
+        if not loaded.verdict.passed:
+            raise typer.Exit(EXIT_GATE)
     except BceEvalError as e:
         raise fail(str(e)) from None
 

@@ -4,7 +4,8 @@ NumPy backend: worker processes (decoders such as libspng hold the GIL) each dec
 chunk of pairs and send back only the per-image sums. A bounded window of chunks is in flight,
 so memory does not grow with the number of pairs.
 
-torch backend: threads decode; the main thread moves batches of images to the device, one
+torch backend: on the CPU, worker processes decode and score with torch, one thread each. On a
+GPU, worker processes decode; the main thread moves batches of images to the device, one
 transfer a batch, and scores them there (uint8 pairs by a histogram on the device, others by
 the float64 maps), so only one process touches the GPU.
 """
@@ -19,15 +20,15 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from . import metrics
-from .errors import BackendError, InputError, printable
-from .images import Decoded, Pair, decode, to_float
+from . import guards, kernels, metrics
+from .errors import BackendError, InputError
+from .images import Decoded, Pair, decode, normalize, to_float
 from .model import ImageResult, Settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ R = TypeVar("R")
 # stays flat and Ctrl-C is prompt.
 _WINDOW_PER_WORKER = 4
 _MAX_CHUNK = 128
-# Pairs a decoding thread of the torch backend fetches together from object storage.
+# Pairs the torch backend's workers fetch together from object storage, at the least.
 _STORAGE_CHUNK = 16
 # Values moved to the device in one batch by the torch backend (float64 maps: ~20 temporaries).
 _BATCH_VALUES = 1 << 22
@@ -110,7 +111,8 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class _Ready:
-    """A decoded pair ready to score: both uint8 (the lookup path) or both float64."""
+    """A decoded pair ready to score: both uint8 (the lookup path); with the NumPy backend, other
+    pairs in their stored sample types (kernels.image_sums), with torch both float64."""
 
     pair: Pair
     target: np.ndarray
@@ -125,15 +127,28 @@ def _names(pair: Pair) -> tuple[str, str]:
     return str(pair.target or ""), str(pair.recon or "")
 
 
-def _failed(pair: Pair, error: str, shape: tuple[int, int, int] | None = None) -> ImageResult:
-    return ImageResult(pair.name, *_names(pair), shape, error=error)
+def _failed(pair: Pair, error: InputError, shape: tuple[int, int, int] | None = None) -> ImageResult:
+    return ImageResult(pair.name, *_names(pair), shape, error=str(error), culprit=error.path)
+
+
+# Sample types kernels.image_sums takes as stored: scaling them to float64 first would cost more
+# than scoring them.
+_STORED = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.float16, np.float32, np.float64))
 
 
 def _prepare(decoded: Decoded, path: Any, settings: Settings, *, logits: bool = False) -> np.ndarray:
-    reading = settings.reading
-    if decoded.pixels.dtype == np.uint8 and not reading.grayscale and not logits:
+    reading, dtype = settings.reading, decoded.pixels.dtype
+    stored = dtype == np.uint8 and not logits  # the lookup path
+    if settings.execution.backend == "numpy":
+        stored = dtype in _STORED and (dtype.kind == "f" or not logits)
+    if stored and not reading.grayscale:
         return decoded.channels(reading.alpha)
     return to_float(decoded, path, alpha=reading.alpha, grayscale=reading.grayscale, logits=logits)
+
+
+def _lookup(decoded: Decoded, settings: Settings, *, logits: bool = False) -> bool:
+    """Whether _prepare keeps the image's bytes, for the lookup path."""
+    return decoded.pixels.dtype == np.uint8 and not settings.reading.grayscale and not logits
 
 
 def _fetched(fetched: Mapping[str, bytes | InputError] | None, path: str) -> bytes | None:
@@ -148,15 +163,22 @@ def _ready(
     pair: Pair, settings: Settings, fetched: Mapping[str, bytes | InputError] | None = None
 ) -> _Ready | ImageResult:
     """Both files decoded (from ``fetched``, the bytes read from object storage, where they are
-    there), or the result that says why they cannot be scored."""
+    there), or the result that says why they cannot be scored.
+
+    The settings' max_image_bytes is checked from each file's header before it is decoded (as
+    for the lookup path when it is 8-bit) and again for the float64 path before a pair goes
+    there."""
     if pair.problem is not None or pair.target is None or pair.recon is None:
-        return _failed(pair, str(InputError(pair.culprit or "", pair.problem or "")))
-    logits = settings.scoring.logits
+        return _failed(pair, InputError(pair.culprit or "", pair.problem or ""))
+    logits, budget = settings.scoring.logits, settings.reading.max_image_bytes
     try:
-        target = decode(pair.target, data=_fetched(fetched, pair.target))
-        recon = decode(pair.recon, logits=logits, data=_fetched(fetched, pair.recon))
+        target = decode(pair.target, max_image_bytes=budget, data=_fetched(fetched, pair.target))
+        recon = decode(pair.recon, logits=logits, max_image_bytes=budget, data=_fetched(fetched, pair.recon))
+        if budget is not None and not (_lookup(target, settings) and _lookup(recon, settings, logits=logits)):
+            for path, decoded in ((pair.target, target), (pair.recon, recon)):
+                guards.check_budget(path, decoded.pixels.shape, lookup=False, max_image_bytes=budget)
     except InputError as e:
-        return _failed(pair, str(e))
+        return _failed(pair, e)
     return _ready_decoded(pair, target, recon, settings)
 
 
@@ -179,7 +201,7 @@ def _ready_array(item: ArrayPair, settings: Settings) -> _Ready | ImageResult:
     pair = Pair(item.name, item.target, item.recon)
     if settings.scoring.logits and item.recon_pixels.dtype.kind != "f":
         message = f"with logits, reconstructions must hold floats, not {item.recon_pixels.dtype}"
-        return _failed(pair, str(InputError(item.recon, message)))
+        return _failed(pair, InputError(item.recon, message))
     target, recon = (np.ascontiguousarray(a) for a in (item.target_pixels, item.recon_pixels))
     return _ready_decoded(pair, Decoded(target, False), Decoded(recon, False), settings)
 
@@ -194,14 +216,14 @@ def _ready_decoded(
         target = _prepare(target_decoded, pair.target, settings)
         recon = _prepare(recon_decoded, pair.recon, settings, logits=logits)
     except InputError as e:
-        return _failed(pair, str(e))
+        return _failed(pair, e)
     if recon.shape != target.shape:
-        return _failed(
-            pair,
-            f"{printable(recon_name)}: shape {'x'.join(map(str, recon.shape))} (height x width x channels) "
-            f"differs from the target's {'x'.join(map(str, target.shape))}",
+        shapes = (
+            f"shape {'x'.join(map(str, recon.shape))} (height x width x channels) differs from the target's"
         )
-    if target.dtype != recon.dtype:  # one side 8-bit, the other not: score both in float64
+        return _failed(pair, InputError(recon_name, f"{shapes} {'x'.join(map(str, target.shape))}"))
+    # torch: one side 8-bit, the other float64: score both in float64.
+    if target.dtype != recon.dtype and settings.execution.backend != "numpy":
         target, recon = (
             to_float(Decoded(a, False), p or "", alpha="include") if a.dtype == np.uint8 else a
             for a, p in ((target, pair.target), (recon, pair.recon))
@@ -225,13 +247,17 @@ def _scored(ready: _Ready, target: Any, recon: Any, settings: Settings) -> Image
     try:
         if ready.bytes:
             sums = metrics.byte_sums(target, recon, eps=scoring.eps, convention=scoring.convention)
+        elif isinstance(target, np.ndarray):
+            sums = kernels.image_sums(
+                target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
+            )
         else:
             sums = metrics.sums(
                 target, recon, eps=scoring.eps, convention=scoring.convention, from_logits=scoring.logits
             )
     except metrics.ValueOutOfRange as e:
         culprit = _names(pair)[0 if e.which == "target" else 1]
-        return _failed(pair, str(InputError(culprit, _located(e))), _shape(ready.target))
+        return _failed(pair, InputError(culprit, _located(e)), _shape(ready.target))
     return ImageResult(pair.name, *_names(pair), _shape(ready.target), sums)
 
 
@@ -312,11 +338,35 @@ def _in_order(
             future.cancel()
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them, and die of SIGTERM at once,
-    whatever handler the main process set before forking them."""
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux), however
+    it dies: a worker whose parent was killed with SIGKILL would otherwise wait on the task
+    queue forever, since every worker holds that pipe's other end. The signal is sent when the
+    thread that forked the worker ends, which for bce-eval is the main thread (the pool's
+    processes are all started at its first submission). If the parent died before this ran,
+    the worker has already been adopted by another process: it ends at once."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_setup(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them, die of SIGTERM at once,
+    whatever handler the main process set before forking them, and die with their parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
 
 
 def _process_pool(workers: int) -> ProcessPoolExecutor:
@@ -324,7 +374,9 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     # Windows) the platform's default start method.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods and sys.platform == "linux" else None)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
+    )
 
 
 def evaluate(
@@ -336,16 +388,23 @@ def evaluate(
     scheduler: Any = None,
 ) -> Iterator[ImageResult]:
     """Results for every pair, in the order given, computed by ``workers`` (default: the
-    settings') processes (NumPy) or decoding threads (torch); memory stays flat however many
-    pairs there are. ``storage``: the options to read the pairs' URLs with (object storage).
-    ``scheduler``: run on a Dask cluster instead (bce_eval.cluster: an address, "local", or
-    a distributed.Client)."""
+    settings') processes; memory stays flat however many pairs there are. ``storage``: the
+    options to read the pairs' URLs with (object storage). ``scheduler``: run on a Dask cluster
+    instead (bce_eval.cluster: an address, "local", or a distributed.Client).
+
+    The settings' max_image_bytes is the memory one pair may take (guards.pair_bytes), checked
+    from the headers before decoding; a larger pair is an error of its own. By default (None) a
+    quarter of the memory available, shared by the pairs in flight at once
+    (guards.default_max_image_bytes)."""
     if scheduler is not None:
         from .cluster import evaluate_on_cluster
 
         yield from evaluate_on_cluster(pairs, settings, scheduler=scheduler, storage=storage, workers=workers)
         return
     workers = max(1, min(workers or settings.execution.workers or default_workers(), len(pairs)))
+    if settings.reading.max_image_bytes is None:
+        budget = guards.default_max_image_bytes(workers)
+        settings = replace(settings, reading=replace(settings.reading, max_image_bytes=budget))
     keep_freed_memory()
     scoring = settings.scoring
     if settings.execution.backend == "torch":
@@ -439,18 +498,109 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
 
 
+def _score_chunk_on_cpu(
+    pairs: Sequence[Pair], settings: Settings, storage: Storage | None = None
+) -> list[ImageResult]:
+    """Decode and score pairs with torch on the CPU, in one of the worker processes."""
+    import torch
+
+    torch.set_num_threads(1)  # a process per core already: torch's own threads would only wait
+    fetched = None if storage is None else _fetch(pairs, storage)
+    results = []
+    for pair in pairs:
+        item = _ready(pair, settings, fetched)
+        if isinstance(item, _Ready):
+            item = _scored(item, torch.from_numpy(item.target), torch.from_numpy(item.recon), settings)
+        results.append(item)
+    return results
+
+
 def _evaluate_torch(
     pairs: Sequence[Pair], settings: Settings, workers: int, storage: Storage | None = None
 ) -> Iterator[ImageResult]:
-    # From object storage, several pairs a request batch, so that reads overlap.
-    size = 1 if storage is None else _STORAGE_CHUNK
-    with ThreadPoolExecutor(workers) as pool:
-        decoded = (
-            item
-            for chunk in _in_order(
-                pool, _ready_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings, storage
-            )
-            for item in chunk
-        )
-        for batch in _batches(decoded):
+    """On the CPU, worker processes decode and score with torch, as the NumPy backend's do; on
+    a GPU, they decode, and the main process, the only one to touch the GPU, scores batches.
+    Processes, not threads: decoders such as libspng hold the GIL. Workers are forked before
+    anything runs on the device, and never use it. From object storage (``storage``), each
+    chunk's objects are fetched together, several pairs a chunk, so that reads overlap."""
+    size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    if storage is not None:
+        size = max(size, _STORAGE_CHUNK)
+    on_cpu = settings.execution.device.startswith("cpu")
+    if workers == 1:
+        chunks = (_ready_chunk(chunk, settings, storage) for chunk in _chunks(pairs, size))
+        for batch in _batches(item for chunk in chunks for item in chunk):
             yield from _score_batch(batch, settings)
+        return
+    scoring = settings.scoring
+    if not scoring.logits:  # built once here, inherited by forked workers
+        metrics.byte_tables(scoring.eps, scoring.convention)
+    gc.freeze()  # as in evaluate: workers' collections then do not copy the parent's pages
+    pool = _process_pool(workers)
+    try:
+        done = _in_order(
+            pool,
+            _score_chunk_on_cpu if on_cpu else _ready_chunk,
+            _chunks(pairs, size),
+            workers * _WINDOW_PER_WORKER,
+            settings,
+            storage,
+        )
+        if on_cpu:
+            for results in done:
+                yield from results
+        else:
+            for batch in _batches(item for chunk in done for item in chunk):
+                yield from _score_batch(batch, settings)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
+
+
+# --------------------------------------------------------------------------------------------
+# Pixels again, after a run: the pairs that get heat maps and thumbnails (reports/maps.py).
+
+
+def prepare(
+    item: Pair | ArrayPair, settings: Settings, storage: Storage | None = None
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """A pair's two images as the metrics take them (both uint8, or both float64), read and
+    checked as a run reads them (its URLs fetched with ``storage``); or the one line that says
+    why they cannot be."""
+    if isinstance(item, ArrayPair):
+        ready = _ready_array(item, settings)
+    else:
+        ready = _ready(item, settings, None if storage is None else _fetch([item], storage))
+    if isinstance(ready, ImageResult):
+        return ready.error or "error"
+    if ready.bytes:
+        return ready.target, ready.recon
+    # The NumPy backend keeps other pairs in their stored types for kernels.image_sums: here
+    # both become float64 in [0, 1] (logits as they are), scaled by dtype as the direct path is.
+    return normalize(ready.target, ready.pair.target or ""), normalize(ready.recon, ready.pair.recon or "")
+
+
+def each_chunk(
+    function: Callable[[Sequence[T], Settings], list[R]],
+    items: Sequence[T],
+    settings: Settings,
+    *,
+    in_process: bool = False,
+) -> Iterator[R]:
+    """function(chunk, settings) over chunks of items, its results in order: in worker processes
+    as ``evaluate`` runs pairs (files), or in this process (``in_process``: arrays in memory,
+    which would have to be copied to reach a worker)."""
+    workers = max(1, min(settings.execution.workers or default_workers(), len(items)))
+    size = max(1, min(_MAX_CHUNK, len(items) // (workers * 4)))
+    if in_process or workers == 1:
+        for chunk in _chunks(items, size):
+            yield from function(chunk, settings)
+        return
+    pool = _process_pool(workers)
+    try:
+        for results in _in_order(
+            pool, function, _chunks(items, size), workers * _WINDOW_PER_WORKER, settings
+        ):
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The exit codes of the command, a contract for CI: every pair evaluated and every gate passed;
+# a gate failed; a usage or input error (it takes precedence over a failed gate).
+EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
+
 
 def printable(path: Path | str) -> str:
     """The path as it is, or escaped as repr() does if it holds a newline, another control

@@ -15,33 +15,34 @@ which decoder reports on content that matches none of these signatures.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import stat
-import struct
-import zlib
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from . import guards
 from .errors import InputError, printable
+from .guards import check_budget, decoding
+from .integrity import PNG_SIGNATURE, check_png, jpeg_frame, png_header
 from .storage import is_url
 
 Alpha = Literal["drop", "include"]
-Decoder = Literal["png", "tiff", "npy", "pillow"]
+Decoder = Literal["png", "jpeg", "tiff", "npy", "pillow"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SUFFIXES = (*IMAGE_SUFFIXES, ".npy")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # TIFF and BigTIFF, little and big endian
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 NPY_SIGNATURE = b"\x93NUMPY"
 SUFFIX_DECODERS: dict[str, Decoder] = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 # ITU-R 601-2 luma, the weights of Pillow's convert("L"), applied here in float64.
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -63,6 +64,9 @@ class Pair:
 class Pairing:
     pairs: list[Pair]
     ignored: list[str]  # files with other suffixes (notes, hidden files are not listed)
+    # Lines for the user that are not errors: a symbolic link to an enclosing folder (a loop),
+    # not followed, whose files are all reached through the folder itself.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def lossy_targets(self) -> list[str]:
@@ -93,19 +97,48 @@ class _Scan:
     files: dict[str, list[str]]  # image files by key
     ignored: list[str]
     bad: dict[str, str]  # image names that are not readable regular files, and why
+    unlisted: dict[str, tuple[str, str]]  # folders that cannot be listed: key prefix -> (path, why)
+    notes: list[str]
 
 
-def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
+@dataclass(frozen=True)
+class _Walked:
+    entries: list[tuple[os.DirEntry[str], str]]
+    unlisted: dict[str, tuple[str, str]]
+    notes: list[str]
+
+
+def _folder_id(path: str | os.DirEntry[str]) -> tuple[int, int] | None:
+    try:
+        info = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _walk(root: Path) -> _Walked:
     """Every entry under root but folders and hidden names, with its path relative to root
-    (forward slashes). Folders are walked into, links to folders are not."""
-    folders = [(root, "")]
+    (forward slashes). Folders are walked into, symbolic links to folders too, unless the link
+    leads to a folder it is in (a loop: noted, and not followed, since its files are all reached
+    through that folder already). A folder that cannot be listed (no permission, a path longer
+    than the system allows) is recorded with its problem, for the pairs it would hold."""
+    entries: list[tuple[os.DirEntry[str], str]] = []
+    unlisted: dict[str, tuple[str, str]] = {}
+    notes: list[str] = []
+    root_id = _folder_id(str(root))
+    folders: list[tuple[str, str, frozenset[tuple[int, int] | None]]] = [
+        (str(root), "", frozenset({root_id}))
+    ]
     while folders:
-        folder, prefix = folders.pop()
+        folder, prefix, ancestors = folders.pop()
         try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
+            with os.scandir(folder) as listing:
+                listed = list(listing)
         except OSError as e:
-            raise InputError(folder, f"cannot list the folder: {e.strerror or e}") from None
+            if not prefix:
+                raise InputError(folder, f"cannot list the folder: {e.strerror or e}") from None
+            unlisted[prefix] = (folder, f"cannot list the folder: {e.strerror or e}")
+            continue
         for entry in listed:
             if entry.name.startswith("."):
                 continue
@@ -114,11 +147,19 @@ def _walk(root: Path) -> Iterator[tuple[os.DirEntry[str], str]]:
                 is_dir = entry.is_dir()
             except OSError:  # a symbolic link loop: listed, and reported by file_problem
                 is_dir = False
-            if is_dir:
-                if not entry.is_symlink():
-                    folders.append((Path(entry.path), relative + "/"))
+            if not is_dir:
+                entries.append((entry, relative))
                 continue
-            yield entry, relative
+            identity = _folder_id(entry) if entry.is_symlink() else None
+            if identity is not None and identity in ancestors:
+                notes.append(
+                    f"{printable(entry.path)}: a symbolic link to a folder it is in (a loop); not followed"
+                )
+                continue
+            if identity is None:
+                identity = _folder_id(entry)
+            folders.append((entry.path, relative + "/", ancestors | {identity}))
+    return _Walked(entries, unlisted, notes)
 
 
 def _is_file(entry: os.DirEntry[str]) -> bool:
@@ -141,7 +182,8 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     ignored: list[str] = []
     bad: dict[str, str] = {}
     suffixes = frozenset(s.removeprefix(".") for s in SUFFIXES)
-    for entry, relative in _walk(root):
+    walked = _walk(root)
+    for entry, relative in walked.entries:
         path = entry.path
         key, dot, suffix = relative.rpartition(".")
         if not dot or suffix.lower() not in suffixes:  # a dot in a folder's name leaves a "/"
@@ -157,7 +199,17 @@ def _scan(root: Path, strip_suffix: str = "") -> _Scan:
     for paths in found.values():
         paths.sort()
     ignored.sort()
-    return _Scan(found, ignored, bad)
+    return _Scan(found, ignored, bad, walked.unlisted, walked.notes)
+
+
+def _unlisted_folder(name: str, *scans: _Scan) -> tuple[str, str] | None:
+    """The folder, and its problem, that holds name (a key) and could not be listed, if any."""
+    for scan in scans:
+        if scan.unlisted:
+            for prefix, problem in scan.unlisted.items():
+                if name.startswith(prefix):
+                    return problem
+    return None
 
 
 def _ambiguous(paths: list[str]) -> str:
@@ -175,12 +227,22 @@ def pair_scans(target_scan: _Scan, recon_scan: _Scan, targets: Path | str, recon
     leftover, naming ``targets`` or ``recons`` where a partner is missing."""
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
+    unlisted = target_scan.unlisted or recon_scan.unlisted
     pairs = []
-    for name in sorted(target_files.keys() | recon_files.keys()):
+    names = target_files.keys() | recon_files.keys()
+    for scan in (target_scan, recon_scan):  # a folder with nothing found on the other side either
+        for prefix, (folder, problem) in scan.unlisted.items():
+            if not any(name.startswith(prefix) for name in names):
+                pairs.append(Pair(prefix.rstrip("/"), None, None, problem, folder))
+    for name in sorted(names):
         ts, rs = target_files.get(name, ()), recon_files.get(name, ())
         t, r = (ts[0] if ts else None), (rs[0] if rs else None)
-        if len(ts) == 1 == len(rs) and t not in bad and r not in bad:
+        if len(ts) == 1 == len(rs) and t not in bad and r not in bad and not unlisted:
             pairs.append(Pair(name, t, r))  # the usual case, first
+        elif unlisted and (unlistable := _unlisted_folder(name, target_scan, recon_scan)) is not None:
+            pairs.append(Pair(name, t, r, unlistable[1], unlistable[0]))
+        elif len(ts) == 1 == len(rs) and t not in bad and r not in bad:
+            pairs.append(Pair(name, t, r))
         elif len(ts) > 1:
             pairs.append(Pair(name, t, r, _ambiguous(ts), ts[0]))
         elif len(rs) > 1:
@@ -191,7 +253,8 @@ def pair_scans(target_scan: _Scan, recon_scan: _Scan, targets: Path | str, recon
             pairs.append(Pair(name, t, None, f"no reconstruction in {printable(recons)}", t))
         else:  # no target
             pairs.append(Pair(name, None, r, f"no target in {printable(targets)}", r))
-    return Pairing(pairs, target_scan.ignored + recon_scan.ignored)
+    pairs.sort(key=lambda pair: pair.name)
+    return Pairing(pairs, target_scan.ignored + recon_scan.ignored, target_scan.notes + recon_scan.notes)
 
 
 def _unreadable(*paths: Path) -> tuple[str, Path] | None:
@@ -219,8 +282,31 @@ def _join(root: Path | str, listed: str) -> Path | str:
     return Path(root) / listed
 
 
+def _outside(path: Path | str, root: Path | str) -> bool:
+    """Whether path, its symbolic links and .. resolved, lies outside the folder root (resolved).
+    A URL leads outside a URL root unless it lies under its prefix without a .. part, and a URL
+    always leads outside a folder, and a file outside a URL prefix."""
+    if is_url(path) or is_url(root):
+        prefix = os.fspath(root).rstrip("/") + "/"
+        if not (is_url(path) and is_url(root) and path.startswith(prefix)):
+            return True
+        return ".." in path[len(prefix) :].split("/")
+    try:
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, root]) != root
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, root]) != root
+    except (OSError, ValueError):  # a NUL in the name, a link loop: file_problem says what
+        return False
+
+
 def pairs_from_csv(
-    listing: Path | str, targets: Path | str, recons: Path | str, *, text: str | None = None
+    listing: Path | str,
+    targets: Path | str,
+    recons: Path | str,
+    *,
+    allow_outside: bool = False,
+    text: str | None = None,
 ) -> Pairing:
     """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
 
@@ -228,25 +314,32 @@ def pairs_from_csv(
     named as an earlier row's: one target for two reconstructions, or a.png and a.jpg) becomes
     that pair's problem; a list without a single row is an error of its own.
 
-    ``text``: the list's content, when it was read from object storage. Paths under a URL are
-    not looked at here (for millions of objects that would be a request each): a missing object
-    is its pair's error when it is read.
+    Paths must lead inside TARGETS and RECONS (after .., absolute paths and symbolic links are
+    resolved): a list from elsewhere must not make bce-eval open /etc/shadow or /proc/self/environ
+    and report on it. A row that leads outside is an error for that row and is never opened;
+    allow_outside (--allow-outside) lifts the rule. The list itself is read defensively
+    (guards.read_input_file): a FIFO or a device is refused at once.
+
+    ``text``: the list's content, when it was read from object storage. TARGETS and RECONS may
+    be URLs (s3://...): paths under a URL are not looked at here (for millions of objects that
+    would be a request each): a missing object is its pair's error when it is read.
     """
     try:
-        with (
-            io.StringIO(text, newline="")
-            if text is not None
-            else Path(listing).open(newline="", encoding="utf-8-sig")
-        ) as f:
-            reader = csv.DictReader(f)
-            rows = [(reader.line_num, row) for row in reader]
-            columns = reader.fieldnames
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        if text is None:
+            text = guards.read_input_file(listing, what="the pair list").decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader]
+        columns = reader.fieldnames
+    except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(listing, f"cannot read the pair list: {e}") from None
     if columns and not {"target", "recon"} <= set(columns):
         raise InputError(listing, "the pair list needs the columns target,recon")
     if not rows:
         raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
+    roots = {
+        side: folder if is_url(folder) else os.path.realpath(folder)
+        for side, folder in (("target", targets), ("recon", recons))
+    }
     pairs = []
     first_rows: dict[str, tuple[int, Path | str, Path | str]] = {}  # by name: a name is one image in reports
     for line, row in rows:
@@ -268,6 +361,18 @@ def pairs_from_csv(
             # Named by its line: the name belongs to the first row, in every report.
             pairs.append(Pair(f"line {line}", str(target), str(recon), problem, str(listing)))
             continue
+        if not allow_outside:
+            sides = ((t, target, targets, roots["target"]), (r, recon, recons, roots["recon"]))
+            escaped = next(
+                ((listed, folder) for listed, path, folder, root in sides if _outside(path, root)), None
+            )
+            if escaped is not None:
+                problem = (
+                    f"line {line}: {printable(escaped[0])} leads outside {printable(escaped[1])}; "
+                    "not read (--allow-outside reads it)"
+                )
+                pairs.append(Pair(name, str(target), str(recon), problem, str(listing)))
+                continue
         unreadable = _unreadable(*(p for p in (target, recon) if isinstance(p, Path)))
         if unreadable is not None:
             problem, culprit = unreadable
@@ -278,7 +383,7 @@ def pairs_from_csv(
 
 
 # Pillow's threshold for DecompressionBombError (twice Image.MAX_IMAGE_PIXELS): a file that
-# claims more pixels is refused before anything is allocated for them.
+# claims more pixels is refused before anything is allocated for them, whatever the byte budget.
 MAX_PIXELS = 2 * 89_478_485
 
 
@@ -288,63 +393,26 @@ def _check_pixel_count(width: int, height: int, path: Path | str) -> None:
         raise InputError(path, f"claims {width}x{height} pixels, {limit}")
 
 
-def _png_header(data: bytes, path: Path | str) -> tuple[int, int]:
-    """Bit depth and colour type from the IHDR chunk, which the PNG standard puts first."""
-    if len(data) < 26 or data[:8] != PNG_SIGNATURE or data[8:16] != b"\0\0\0\rIHDR":
-        raise InputError(path, "not a PNG file (bad signature)")
-    width, height = struct.unpack_from(">II", data, 16)
-    _check_pixel_count(width, height, path)
-    return data[24], data[25]
+def _check_size(
+    path: Path | str, shape: tuple[int, ...], itemsize: int, budget: int, *, logits: bool = False
+) -> None:
+    """The pixel limit and the byte budget, from a header's shape, before decoding: 8-bit images
+    are budgeted for the lookup path, others for float64 (an 8-bit pair that ends up in float64,
+    with --grayscale or beside a 16-bit partner, is checked again by the engine)."""
+    if len(shape) >= 2:
+        _check_pixel_count(shape[1], shape[0], path)
+    check_budget(path, shape, lookup=itemsize == 1 and not logits, max_image_bytes=budget)
 
 
-def _check_png_frames(data: bytes, path: Path | str) -> None:
-    """Refuse an animated PNG of several frames, as Pillow does: libspng and pypng would read its
-    first image silently. The acTL chunk that says so comes before the first IDAT."""
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack_from(">I", data, pos)
-        kind = data[pos + 4 : pos + 8]
-        if kind == b"IDAT":
-            return
-        if kind == b"acTL" and length >= 4 and pos + 12 <= len(data):
-            (frames,) = struct.unpack_from(">I", data, pos + 8)
-            if frames > 1:
-                raise InputError(path, f"has {frames} frames; only single images are supported")
-        pos += 12 + length
-
-
-def _read_png16(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
+def _read_png16(png_bytes: bytes, path: Path | str) -> tuple[np.ndarray, bool]:
     """16-bit grey+alpha, RGB or RGBA PNG with all 16 bits, through pypng."""
     import png
 
-    try:
-        reader = png.Reader(filename=str(path)) if data is None else png.Reader(bytes=data)
-        width, height, rows, info = reader.read()
-        pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    # pypng raises its own errors for damaged chunks, zlib's for damaged compressed data.
-    except (png.Error, zlib.error, OSError, ValueError, EOFError) as e:
-        raise InputError(path, f"cannot decode: {e}") from None
+    width, height, rows, info = png.Reader(bytes=png_bytes).read()
+    pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    if pixels.size != height * width * info["planes"]:  # checked already; a reshape must not fail
+        raise InputError(path, f"cannot decode: {pixels.size} samples for {width}x{height}x{info['planes']}")
     return pixels.reshape(height, width, info["planes"]), bool(info["alpha"])
-
-
-def _png_chunks_intact(data: bytes) -> bool:
-    """Whether every chunk up to IEND is complete and its CRC matches.
-
-    libspng (pyspng) is run without checksums, so damaged data would decode silently into wrong
-    pixels; checking here keeps the promise Pillow and pypng make. About 0.5 ms per MB.
-    """
-    view, pos, end = memoryview(data), 8, len(data)
-    while pos + 12 <= end:
-        (length,) = struct.unpack_from(">I", data, pos)
-        crc_at = pos + 8 + length
-        if crc_at + 4 > end:
-            return False
-        if zlib.crc32(view[pos + 4 : crc_at]) != struct.unpack_from(">I", data, crc_at)[0]:
-            return False
-        if data[pos + 4 : pos + 8] == b"IEND":
-            return True
-        pos = crc_at + 4
-    return False
 
 
 # Colour types (grey, RGB, RGBA) that libspng returns as stored (no palette, no tRNS, no gamma);
@@ -353,51 +421,123 @@ def _png_chunks_intact(data: bytes) -> bool:
 _SPNG_CHANNELS = {0: 1, 2: 3, 6: 4}
 
 
-def _read_spng(data: bytes, path: Path | str, colour_type: int) -> tuple[np.ndarray, bool] | None:
+def _read_spng(png_bytes: bytes, path: Path | str, colour_type: int) -> tuple[np.ndarray, bool] | None:
     """8- and 16-bit non-palette PNG through pyspng, bit-identical to Pillow and pypng and about
     1.5x faster than Pillow (benchmarks/); None when pyspng is not installed."""
     try:
         import pyspng
     except ImportError:
         return None
-    if not _png_chunks_intact(data):
-        raise InputError(path, "cannot decode: damaged PNG (truncated, or a chunk fails its CRC)")
-    try:
-        pixels = pyspng.load(data)
-    except RuntimeError as e:
-        raise InputError(path, f"cannot decode: {str(e).removeprefix('pyspng: ')}") from None
+    pixels = pyspng.load(png_bytes)
     channels = _SPNG_CHANNELS[colour_type]
     if pixels.ndim == 3 and pixels.shape[2] != channels:
         pixels = pixels[:, :, :channels]
     return pixels, colour_type == 6
 
 
-def _read_pillow(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
+def _read_png(data: bytes, path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
+    """A PNG, checked whole (integrity.check_png: every CRC, the Adler-32, the data's size, the
+    palette) before a decoder sees it; decoders then read the verified scanlines, stored."""
+    header = png_header(data, path)
+    channels = 4 if header.colour_type == 3 else header.channels  # a palette becomes RGB or RGBA
+    _check_size(path, (header.height, header.width, channels), 2 if header.depth == 16 else 1, budget)
+    checked = check_png(data, path, header)
+    png_bytes = checked.stored()
+    del data, checked  # the file and the scanlines: only the stored copy is needed from here
+    depth, colour_type = header.depth, header.colour_type
+    read = None
+    if depth in (8, 16) and colour_type in _SPNG_CHANNELS:
+        read = _read_spng(png_bytes, path, colour_type)
+    if read is None:
+        if depth == 16 and colour_type in (2, 4, 6):
+            read = _read_png16(png_bytes, path)
+        else:
+            read = _read_pillow(io.BytesIO(png_bytes), path, budget)
+    return read
+
+
+def _read_jpeg(data: bytes, path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
+    """JPEG through simplejpeg (libjpeg-turbo, as Pillow, and bit-identical to it), strictly: what
+    libjpeg calls corrupt data ("Corrupt JPEG data: bad Huffman code", "Premature end of JPEG
+    file") is an error, where Pillow fills the rest of the image with grey without a word. The
+    frame header is checked against the file's size first: a 644-byte file cannot hold 65500 x
+    2730 pixels, whatever its header says. Pillow decodes when simplejpeg is not installed."""
+    frame = jpeg_frame(data, path)
+    channels = len(frame.sampling)
+    if channels not in (1, 3):
+        raise InputError(path, f"unsupported image mode: a JPEG of {channels} components (CMYK)")
+    if frame.height == 0 or frame.width == 0:
+        raise InputError(path, f"cannot decode: damaged JPEG: size {frame.width}x{frame.height}")
+    if len(data) < frame.fewest_bytes():
+        raise InputError(
+            path,
+            f"cannot decode: damaged JPEG: its header claims {frame.width}x{frame.height} pixels, "
+            f"which take at least {frame.fewest_bytes():,} bytes; the file has {len(data):,}",
+        )
+    _check_size(path, (frame.height, frame.width, channels), 1, budget)
+    try:
+        import simplejpeg
+    except ImportError:
+        return _read_pillow(io.BytesIO(data), path, budget)
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY" if channels == 1 else "RGB", strict=True)
+    except ValueError as e:  # libjpeg's errors and, strict, its warnings about corrupt data
+        raise InputError(path, f"cannot decode: damaged JPEG: {e}") from None
+    return pixels, False
+
+
+# Pillow modes bce-eval reads, with the samples per pixel and bytes per sample of the array they
+# become (a palette image becomes RGB or RGBA).
+_PILLOW_MODES = {
+    "1": (1, 1),
+    "L": (1, 1),
+    "LA": (2, 1),
+    "P": (4, 1),
+    "PA": (4, 1),
+    "RGB": (3, 1),
+    "RGBA": (4, 1),
+    "I;16": (1, 2),
+    "I;16B": (1, 2),
+    "I;16L": (1, 2),
+    "F": (1, 4),
+}
+
+
+def _read_pillow(source: Path | str | io.BytesIO, path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
+    """What Pillow reads (BMP, WebP, TIFF up to 8 bits, PNG below 8 bits, palette or grey+alpha),
+    refused after the header is parsed and before the pixels are decoded if it is too large."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as im:
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
-                raise InputError(path, f"has {frames} frames; only single images are supported")
-            im.load()
-            mode = im.mode
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif mode == "PA":
-                im = im.convert("RGBA")
-            pixels = np.asarray(im)
+        im = Image.open(source)
     except UnidentifiedImageError:
         raise InputError(path, "not an image file Pillow can read") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(path, f"cannot decode: {e}") from None
-    # Pillow raises many kinds of exception on damaged files (OSError, SyntaxError, struct.error,
-    # EOFError, ValueError ...); all of them mean the same to the user.
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as e:
-        raise InputError(path, f"cannot decode: {e}") from None
-    if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "F"):
-        raise InputError(path, f"unsupported image mode {mode}")
-    return pixels, im.mode in ("LA", "RGBA")
+    with im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise InputError(path, f"has {frames} frames; only single images are supported")
+        mode = im.mode
+        if mode not in _PILLOW_MODES:
+            raise InputError(path, f"unsupported image mode {mode}")
+        channels, itemsize = _PILLOW_MODES[mode]
+        _check_size(path, (im.height, im.width, channels), itemsize, budget)
+        im.load()
+        image: Image.Image = im
+        if mode in ("P", "PA"):
+            _check_palette_indices(im, path)
+            image = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        pixels = np.asarray(image)
+    return pixels, image.mode in ("LA", "RGBA")
+
+
+def _check_palette_indices(im: Any, path: Path | str) -> None:
+    """Refuse indices past the palette's last entry: Pillow would show them as black, pypng
+    refuses them."""
+    entries = len(im.palette.palette) // len(im.palette.mode) if im.palette else 0
+    if entries and entries < 256:
+        largest = int(np.asarray(im if im.mode == "P" else im.getchannel(0)).max())
+        if largest >= entries:
+            raise InputError(path, f"cannot decode: palette index {largest} past its {entries} entries")
 
 
 def _check_tiff_samples(bits: int, is_float: bool, path: Path | str) -> None:
@@ -411,74 +551,81 @@ def _check_tiff_samples(bits: int, is_float: bool, path: Path | str) -> None:
         )
 
 
-def _read_tiff(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray, bool]:
+def _tiff_number(value: object, tag: str, path: Path | str) -> int:
+    """A tag that must hold one non-negative integer, as tifffile parsed it (a damaged file can
+    give a tuple of several, or none)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise InputError(path, f"cannot decode: damaged TIFF: {tag} is {value!r}")
+
+
+def _read_tiff(path: Path | str, budget: int, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
 
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
     max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
+    ``data``: the file's bytes, already read (from object storage).
     """
-    # tifffile also logs what it finds wrong with a damaged file, over several lines; the
-    # InputError below reports it in one.
-    import logging
-
+    # What tifffile logs about a damaged file is caught by the boundary (guards.decoding).
     import tifffile
 
-    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    guards.quiet_libtiff()
 
-    compression = "this"
-    try:
-        with tifffile.TiffFile(path if data is None else io.BytesIO(data)) as tif:
-            if len(tif.pages) != 1:
-                raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
-            page = tif.pages[0]
-            _check_pixel_count(page.imagewidth, page.imagelength, path)
-            compression = getattr(page.compression, "name", str(page.compression))
-            is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
-            if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
-                raise InputError(
-                    path, "signed integer samples are not supported: their range is ambiguous; use unsigned"
-                )
-            _check_tiff_samples(page.bitspersample, is_float, path)
-            photometric = page.photometric
-            if page.bitspersample <= 8 or photometric not in (
-                tifffile.PHOTOMETRIC.MINISBLACK,
-                tifffile.PHOTOMETRIC.MINISWHITE,
-                tifffile.PHOTOMETRIC.RGB,
-            ):
-                return _read_pillow(path, data)
-            inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
-            if inverted and is_float:
-                raise InputError(
-                    path, "float MINISWHITE (0 is white) TIFF is not supported; store 0 as black"
-                )
+    with tifffile.TiffFile(path if data is None else io.BytesIO(data)) as tif:
+        if len(tif.pages) != 1:
+            raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
+        page = tif.pages[0]
+        # Tags that say how to read the samples must each hold one number: tifffile keeps what
+        # a damaged file has (a tuple, none), and Pillow would guess (no compression) instead.
+        for field, tag in (
+            ("compression", "Compression"),
+            ("photometric", "PhotometricInterpretation"),
+            ("planarconfig", "PlanarConfiguration"),
+            ("sampleformat", "SampleFormat"),
+        ):
+            _tiff_number(getattr(page, field), tag, path)
+        compression = getattr(page.compression, "name", str(page.compression))
+        is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
+        if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
+            raise InputError(
+                path, "signed integer samples are not supported: their range is ambiguous; use unsigned"
+            )
+        bits = _tiff_number(page.bitspersample, "BitsPerSample", path)
+        _check_tiff_samples(bits, is_float, path)
+        shape = tuple(
+            _tiff_number(getattr(page, field), tag, path)
+            for field, tag in (
+                ("imagelength", "ImageLength"),
+                ("imagewidth", "ImageWidth"),
+                ("samplesperpixel", "SamplesPerPixel"),
+            )
+        )
+        _check_size(path, (*shape[:2], max(1, shape[2])), (bits + 7) // 8, budget)
+        photometric = page.photometric
+        if bits <= 8 or photometric not in (
+            tifffile.PHOTOMETRIC.MINISBLACK,
+            tifffile.PHOTOMETRIC.MINISWHITE,
+            tifffile.PHOTOMETRIC.RGB,
+        ):
+            return _read_pillow(path if data is None else io.BytesIO(data), path, budget)
+        inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
+        if inverted and is_float:
+            raise InputError(path, "float MINISWHITE (0 is white) TIFF is not supported; store 0 as black")
+        try:
             pixels = page.asarray()
-            separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
-            has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
-    except ImportError:  # tifffile imports a codec only when a file needs it
-        raise InputError(
-            path, f"cannot decode {compression} compression without imagecodecs: pip install imagecodecs"
-        ) from None
-    # tifffile raises these on damaged files; TypeError, IndexError and AttributeError for tags
-    # whose values have the wrong type or number.
-    except (
-        tifffile.TiffFileError,
-        OSError,
-        ValueError,
-        KeyError,
-        TypeError,
-        IndexError,
-        AttributeError,
-        struct.error,
-        EOFError,
-        zlib.error,
-        NotImplementedError,
-    ) as e:
-        hint = " (pip install imagecodecs)" if "imagecodecs" in str(e) else ""
-        raise InputError(path, f"cannot decode: {e}{hint}") from None
-    except MemoryError:
-        raise InputError(path, "cannot decode: the image does not fit in memory") from None
+        except (ImportError, ValueError) as e:  # tifffile imports a codec only when a file needs it
+            if isinstance(e, ValueError) and "imagecodecs" not in str(e):
+                raise
+            raise InputError(
+                path, f"cannot decode {compression} compression without imagecodecs: pip install imagecodecs"
+            ) from None
+        separate = page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1
+        has_alpha = bool(page.extrasamples) and page.samplesperpixel in (2, 4)
     if separate:
         pixels = np.moveaxis(pixels, 0, -1)
+    height, width, samples = shape
+    if pixels.shape != (height, width, samples) and not (samples == 1 and pixels.shape == (height, width)):
+        raise InputError(path, f"cannot decode: damaged TIFF: decoded {pixels.shape} for a header of {shape}")
     if inverted and pixels.dtype.kind == "u":
         grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]  # alpha, if any, keeps its sense
         grey[...] = np.iinfo(pixels.dtype).max - grey
@@ -487,54 +634,50 @@ def _read_tiff(path: Path | str, data: bytes | None = None) -> tuple[np.ndarray,
 
 def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
     """A .npy file's bytes as a memory-mapped file would be read: the header parsed, never
-    unpickled, and the size it claims checked against the bytes there are before any of them
-    is taken as the array."""
-    import tokenize
-
+    unpickled, and the size it claims checked against the bytes there are; a read-only view of
+    data, nothing copied yet."""
     stream = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(stream)
-        header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in header:
-            raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported")
-        shape, fortran, dtype = header[version](stream)
-    except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
-        raise InputError(path, f"cannot read .npy: {e}") from None
+    version = np.lib.format.read_magic(stream)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in header:
+        raise InputError(path, f"cannot read .npy: format version {version[0]}.{version[1]} is not supported")
+    shape, fortran, dtype = header[version](stream)
     if dtype.hasobject:
         raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded")
     count = int(np.prod(shape, dtype=object))
     if count * dtype.itemsize > len(data) - stream.tell():
         raise InputError(path, "cannot read .npy: its header claims more data than the file holds")
-    array = np.frombuffer(data, dtype, count, stream.tell()).reshape(shape, order="F" if fortran else "C")
-    return array.copy(order="K")
+    try:
+        array = np.frombuffer(data, dtype, count, stream.tell())
+    except ValueError as e:  # a dtype of no size, which a memory map refuses too
+        raise InputError(path, f"cannot read .npy: {e}") from None
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
-def _read_npy(path: Path | str, data: bytes | None = None) -> np.ndarray:
+def _read_npy(path: Path | str, budget: int, *, logits: bool, data: bytes | None = None) -> np.ndarray:
     """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
-    allocated, and the pixel count is checked like an image's before the data is read."""
-    import tokenize
-
-    if data is not None:
-        array = _npy_from_bytes(data, path)
-        if array.ndim in (2, 3):
-            _check_pixel_count(array.shape[1], array.shape[0], path)
-        return array
-    try:
-        with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
-            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OverflowError, FloatingPointError):
-        raise InputError(path, "cannot read .npy: its header claims a shape too large for any file") from None
-    # numpy parses the header's dict with Python's tokenizer: a damaged one raises its errors.
-    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:
-        problem = "holds Python objects, which are never loaded" if "Python objects" in str(e) else e
-        raise InputError(path, f"cannot read .npy: {problem}") from None
-    if mapped.ndim in (2, 3):
-        _check_pixel_count(mapped.shape[1], mapped.shape[0], path)
-    try:
-        return np.array(mapped)
-    except MemoryError:
-        raise InputError(path, "cannot read .npy: the array does not fit in memory") from None
+    allocated, and the pixel count and byte budget are checked before the data is read.
+    ``data``: the file's bytes, already read (from object storage), checked the same way."""
+    # A damaged header raises whatever numpy's parser (Python's tokenizer) does: the boundary
+    # reports it.
+    with decoding(path, "cannot read .npy"):
+        if data is not None:
+            mapped = _npy_from_bytes(data, path)
+            _check_size(path, tuple(mapped.shape), mapped.dtype.itemsize, budget, logits=logits)
+            return mapped.copy(order="K")
+        try:
+            with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OverflowError, FloatingPointError):
+            problem = "its header claims a shape too large for any file"
+            raise InputError(path, f"cannot read .npy: {problem}") from None
+        except ValueError as e:
+            if "Python objects" not in str(e):
+                raise
+            raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded") from None
+    _check_size(path, tuple(mapped.shape), mapped.dtype.itemsize, budget, logits=logits)
+    return np.array(mapped)
 
 
 def _wider_than_float64(dtype: np.dtype, path: Path | str) -> InputError:
@@ -556,7 +699,10 @@ def normalize(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     if kind == "u" and size == 2:
         return pixels / np.float64(65535)
     if kind == "f" and size <= 8:
-        return pixels.astype(np.float64)
+        # A NaN whose payload marks it signalling makes NumPy warn as it widens; the metrics
+        # refuse NaN with the value's place, so the warning would only be a stray line.
+        with np.errstate(invalid="ignore"):
+            return pixels.astype(np.float64)
     if kind == "f":
         raise _wider_than_float64(pixels.dtype, path)
     raise InputError(
@@ -576,40 +722,52 @@ def _to_hwc(pixels: np.ndarray, path: Path | str) -> np.ndarray:
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    """The whole of an open file: one read when it is as large as fstat said."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    parts = []
-    while chunk := os.read(fd, max(size, 1 << 16)):
-        parts.append(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
 _READ_AT_ONCE = 1 << 26
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+# Suffixes whose files are read whole at once: the usual small PNG or JPEG in one system call.
+_WHOLE_SUFFIXES = (".png", ".jpg", "jpeg")
+
+
+def _read_rest(fd: int, head: bytes, limit: int, path: Path | str) -> bytes:
+    """The whole of an open file whose first bytes are head, refused past limit bytes (the
+    budget: a file larger than it cannot decode within it)."""
+    parts, total = [head], len(head)
+    while chunk := os.read(fd, min(1 << 24, limit + 1 - total) or 1):
+        parts.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise InputError(path, f"is larger than the {limit:,} bytes allowed per pair (--max-image-bytes)")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _format(head: bytes) -> Decoder | None:
     """The decoder for what a file's first bytes say it is; None if they match no format we read."""
     if head.startswith(PNG_SIGNATURE):
         return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
     if head[:4] in TIFF_SIGNATURES:
         return "tiff"
     if head.startswith(NPY_SIGNATURE):
         return "npy"
-    if head.startswith((b"\xff\xd8\xff", b"BM")) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return "pillow"  # JPEG, BMP, WebP
+    if head.startswith(b"BM") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "pillow"  # BMP, WebP
     return None
 
 
-def _sniff(path: Path | str, data: bytes | None = None) -> tuple[Decoder | None, bytes]:
+def _sniff(path: Path | str, budget: int, data: bytes | None = None) -> tuple[Decoder | None, bytes]:
     """The decoder for what the file's first bytes say it is (None if they match no format we
-    read), and those bytes: all of the file for a PNG, which is decoded from memory.
+    read), and those bytes: all of the file for a PNG or a JPEG, which are decoded from memory.
 
     Opened without blocking and checked to be a regular file before a byte is read: a FIFO
-    would otherwise wait for a writer forever. ``data``: the whole file, already read."""
+    would otherwise wait for a writer forever. ``data``: the whole file, already read (from
+    object storage); a PNG or JPEG larger than the budget is refused as a file on disk is."""
     if data is not None:
-        return _format(data), data
+        sniffed = _format(data)
+        if sniffed in ("png", "jpeg") and len(data) > budget:
+            allowed = f"the {budget:,} bytes allowed per pair (--max-image-bytes)"
+            raise InputError(path, f"is larger than {allowed}")
+        return sniffed, data
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except (OSError, ValueError):
@@ -618,12 +776,11 @@ def _sniff(path: Path | str, data: bytes | None = None) -> tuple[Decoder | None,
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(path, "is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file")
-        # A file named .png is read whole at once (one system call for the usual small image);
-        # others by their first bytes, as their decoders read the file themselves.
-        whole = info.st_size < _READ_AT_ONCE and os.fspath(path)[-4:].lower() == ".png"
+        whole = info.st_size < min(_READ_AT_ONCE, budget) and os.fspath(path)[-4:].lower() in _WHOLE_SUFFIXES
         head = os.read(fd, info.st_size + 1 if whole else 12)
-        if head.startswith(PNG_SIGNATURE):
-            return "png", head if whole and len(head) <= info.st_size else _read_all(fd, info.st_size)
+        if head.startswith((PNG_SIGNATURE, JPEG_SIGNATURE)):
+            data = head if whole and len(head) <= info.st_size else _read_rest(fd, head, budget, path)
+            return ("png" if data.startswith(PNG_SIGNATURE) else "jpeg"), data
     except OSError as e:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     finally:
@@ -643,39 +800,48 @@ class Decoded:
         return self.pixels[:, :, :-1] if self.has_alpha and alpha == "drop" else self.pixels
 
 
-def decode(path: Path | str, *, logits: bool = False, data: bytes | None = None) -> Decoded:
+@functools.cache
+def _default_budget() -> int:
+    return guards.default_max_image_bytes()
+
+
+def decode(
+    path: Path | str, *, logits: bool = False, max_image_bytes: int | None = None, data: bytes | None = None
+) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
-    logits: the file holds logits (.npy float only). data: the file's bytes, already read (from
-    object storage), decoded by the same decoders as a file on disk; path then only names it.
+    logits: the file holds logits (.npy float only).
+    data: the file's bytes, already read (from object storage), decoded by the same decoders,
+    with the same integrity checks and byte budget, as a file on disk; path then only names it.
+    max_image_bytes: the memory a pair of such images may take to evaluate (guards.pair_bytes),
+    checked from the header before decoding; by default a share of the memory available
+    (guards.default_max_image_bytes).
+
+    Whatever goes wrong with the file, in bce-eval's checks or in a decoder library (any
+    exception, MemoryError, a warning about the file), is one InputError naming it
+    (guards.decoding).
     """
-    sniffed, head = _sniff(path, data)
-    decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
-    has_alpha = False
-    if logits and decoder != "npy":
-        raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
-    if decoder == "npy":
-        pixels = _read_npy(path, data)
-        if logits and pixels.dtype.kind != "f":
-            raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
-    elif decoder == "tiff":
-        pixels, has_alpha = _read_tiff(path, data)
-    elif decoder == "png":
-        depth, colour_type = _png_header(head, path)
-        _check_png_frames(head, path)
-        read = None
-        if depth in (8, 16) and colour_type in _SPNG_CHANNELS:
-            read = _read_spng(head, path, colour_type)
-        if read is None:
-            read = (
-                _read_png16(path, data)
-                if depth == 16 and colour_type in (2, 4, 6)
-                else _read_pillow(path, data)
-            )
-        pixels, has_alpha = read
-    else:
-        pixels, has_alpha = _read_pillow(path, data)
-    return Decoded(_to_hwc(pixels, path), has_alpha)
+    budget = _default_budget() if max_image_bytes is None else max_image_bytes
+    with decoding(path):
+        sniffed, head = _sniff(path, budget, data)
+        decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
+        has_alpha = False
+        if logits and decoder != "npy":
+            raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
+        if decoder == "npy":
+            pixels = _read_npy(path, budget, logits=logits, data=data)
+            if logits and pixels.dtype.kind != "f":
+                raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
+        elif decoder == "tiff":
+            pixels, has_alpha = _read_tiff(path, budget, data)
+        elif decoder == "png":
+            pixels, has_alpha = _read_png(head, path, budget)
+        elif decoder == "jpeg":
+            pixels, has_alpha = _read_jpeg(head, path, budget)
+        else:
+            source = path if data is None else io.BytesIO(data)
+            pixels, has_alpha = _read_pillow(source, path, budget)
+        return Decoded(_to_hwc(pixels, path), has_alpha)
 
 
 def to_float(
@@ -689,7 +855,11 @@ def to_float(
     """float64 (height, width, channels), scaled by sample type (logits as they are)."""
     if logits and decoded.pixels.dtype.itemsize > 8:
         raise _wider_than_float64(decoded.pixels.dtype, path)
-    image = decoded.pixels.astype(np.float64) if logits else normalize(decoded.pixels, path)
+    if logits:
+        with np.errstate(invalid="ignore"):  # as in normalize: NaN is refused by the metrics
+            image = decoded.pixels.astype(np.float64)
+    else:
+        image = normalize(decoded.pixels, path)
     return _channels(image, path, alpha=alpha, has_alpha=decoded.has_alpha, grayscale=grayscale)
 
 

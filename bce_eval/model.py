@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -81,9 +81,18 @@ class Reading:
 
     alpha: AlphaMode = "drop"
     grayscale: bool = False
+    # The memory one pair may take, checked from the files' headers before decoding; None:
+    # sized for this machine when the run starts (guards.default_max_image_bytes).
+    max_image_bytes: int | None = None
 
     def __post_init__(self) -> None:
         _choice("--alpha", self.alpha, ALPHA_MODES)
+        if self.max_image_bytes is not None and not (
+            isinstance(self.max_image_bytes, int) and self.max_image_bytes >= 1
+        ):
+            raise OptionError(
+                "--max-image-bytes", f"must be a whole number >= 1, not {self.max_image_bytes!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,7 @@ class Settings:
         logits: bool = False,
         alpha: AlphaMode = "drop",
         grayscale: bool = False,
+        max_image_bytes: int | None = None,
         backend: Backend = "numpy",
         device: str = "cpu",
         workers: int | None = None,
@@ -144,7 +154,7 @@ class Settings:
         """Settings from the options as the command and ``bce_eval.compare`` name them."""
         return cls(
             Scoring(convention, eps, logits),
-            Reading(alpha, grayscale),
+            Reading(alpha, grayscale, max_image_bytes),
             Execution(backend, device, workers),
             Display(units, top),
         )
@@ -173,6 +183,7 @@ class ImageResult:
     shape: tuple[int, int, int] | None = None
     sums: Sums | None = None
     error: str | None = None
+    culprit: str | None = None  # the file a failed pair's error is about, where known
 
     @property
     def ok(self) -> bool:
@@ -211,9 +222,9 @@ class Summary:
         sums = [r.sums for r in good if r.sums is not None]
         totals = Sums(
             pixels=sum(s.pixels for s in sums),
-            bce=math.fsum(s.bce for s in sums),
-            entropy=math.fsum(s.entropy for s in sums),
-            excess=math.fsum(s.excess for s in sums),
+            bce=total(s.bce for s in sums),
+            entropy=total(s.entropy for s in sums),
+            excess=total(s.excess for s in sums),
             clipped=sum(s.clipped for s in sums),
         )
         summary = cls(pairs=len(good), failed=len(results) - len(good), totals=totals)
@@ -236,6 +247,16 @@ class Summary:
         """Pixel-weighted mean of "bce", "entropy" or "excess" in nats: total / total pixels."""
         pixels = self.totals.pixels
         return float(getattr(self.totals, figure)) / pixels if pixels else math.nan
+
+
+def total(values: Iterable[float]) -> float:
+    """The correctly rounded sum of non-negative figures (math.fsum), or +inf where it is too
+    large for float64: fsum raises OverflowError there, and every term is >= 0."""
+    values = list(values)
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return math.inf
 
 
 # np.median and np.percentile import numpy.ma, a tenth of a quick run's start-up; these give

@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .errors import InputError, OptionError, printable
+from .errors import EXIT_GATE, EXIT_INPUT, EXIT_OK, InputError, OptionError, printable
 from .gates import Thresholds, Verdict, check, check_baseline, compare_with_baseline
 from .metrics import KERAS_EPSILON, Sums
 from .model import AlphaMode, Backend, Convention, Display, ImageResult, Settings, Summary, Units
@@ -34,10 +34,8 @@ if TYPE_CHECKING:
 
     from .engine import ArrayPair
     from .images import Pair
+    from .reports.maps import MapScale, MapsFormat, MapsWritten
     from .reports.view import Overall, View
-
-# The exit codes of the command, a contract for CI.
-EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 
 Notes = Callable[[str], None]
 
@@ -50,7 +48,8 @@ class Report:
     overall figures in the report's unit (``pairs``, ``pixels``, ``bce``, ``entropy``,
     ``excess``, the spread of per-image excess); ``totals`` the sums in nats, which merge
     exactly. ``notes`` are what the run said on the way (ignored files, lossy targets).
-    A report read back from a file has ``source``, its path.
+    A report read back from a file has ``source``, its path; one of a batch in memory keeps
+    its items (``arrays``, views of the caller's arrays) to draw maps and thumbnails from.
     """
 
     settings: Settings
@@ -61,6 +60,9 @@ class Report:
     source: str | None = None
     exact: bool = True  # its sums in nats are exactly the run's (False: an old bits report)
     settings_recorded: bool = True  # False for a CSV report, which records only its unit
+    arrays: dict[str, ArrayPair] | None = field(default=None, repr=False)
+    # The fsspec options its images' URLs were read with (object storage), to read them again.
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @cached_property
     def stats(self) -> Summary:
@@ -114,21 +116,27 @@ class Report:
         csv: str | os.PathLike[str] | None = None,
         json: str | os.PathLike[str] | None = None,
         junit: str | os.PathLike[str] | None = None,
+        html: str | os.PathLike[str] | None = None,
+        html_top: int = 50,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the reports asked for ('-' is stdout), all replaced together or none: each goes
         to a temporary file beside its path, and they are renamed into place only once all are
         complete. ReportError (and the old reports left as they were) if one cannot be written.
+        ``html``: the page of ``to_html(top=html_top)``, made before any file is replaced.
 
-        A path may be a URL (s3://...; fsspec, with ``storage_options``): such a report is
-        rendered in memory with the others, and put in one request once the files are in place."""
+        A path may be a URL (s3://...; fsspec, with ``storage_options``, by default the
+        report's): such a report is rendered in memory with the others, and put in one request
+        once the files are in place."""
         from .reports import ci, files
         from .storage import is_url
 
+        page = self.to_html(top=html_top) if html is not None else ""
         writers = {
             csv: lambda out: files.write_csv(self.view, out),
             json: lambda out: files.write_json(self.to_json(), out),
             junit: lambda out: ci.write_junit(self.view, out),
+            html: lambda out: out.write(page),
         }
         reports = [(os.fspath(p), w) for p, w in writers.items() if p is not None]
         remote = [(p, w) for p, w in reports if is_url(p)]
@@ -137,10 +145,46 @@ class Report:
             return
         from .storage import Storage
 
-        storage = Storage(storage_options or {})
+        storage = Storage(self.storage_options if storage_options is None else storage_options)
         rendered = storage.render(remote)
         files.write_together([(p, w) for p, w in reports if not is_url(p)])
         storage.put(rendered)
+
+    def write_html(self, path: str | os.PathLike[str], *, top: int = 50) -> None:
+        self.write(html=path, html_top=top)
+
+    def to_html(self, *, top: int = 50) -> str:
+        """One self-contained HTML page (no network: images embedded, no external script, font
+        or style): summary, settings, verdict, a histogram of per-image excess, every image in
+        a sortable, filterable table, and the ``top`` worst with target, reconstruction, excess
+        map and signed error side by side (pictures read again from the pairs' files, or the
+        arrays of a batch; left out with a note where they cannot be)."""
+        from .reports.html import page
+
+        return page(self, top=top)
+
+    def write_maps(
+        self, folder: str | os.PathLike[str], *, top: int | None = None, format: MapsFormat = "png"
+    ) -> MapsWritten:
+        """Heat maps of the evaluated pairs (the ``top`` worst by excess; None: all) in folder,
+        under each pair's name: ``NAME.excess.png`` (per-pixel excess, the mean over channels, on
+        magma) and ``NAME.signed.png`` (p - y, on berlin, centred on 0), on one scale for the
+        run with legend images; or, with format "npy", ``NAME.excess.npy``, the float64 excess
+        per value in the report's unit. ReportError if they cannot be written; pairs whose
+        files cannot be read again, or have changed, are left out (``MapsWritten.left_out``)."""
+        from .reports.maps import write_maps
+
+        return write_maps(self, folder, top=top, format=format)
+
+    @property
+    def map_scale(self) -> MapScale | None:
+        """The colour scale of this report's maps, once the first have been drawn: one scale
+        for every map and thumbnail of a run."""
+        return self.__dict__.get("_map_scale")
+
+    def fix_map_scale(self, scale: MapScale) -> MapScale:
+        """The report's map scale: the one fixed earlier, else ``scale``, fixed from now on."""
+        return self.__dict__.setdefault("_map_scale", scale)  # type: ignore[no-any-return]
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured summary (for $GITHUB_STEP_SUMMARY or a merge request comment)."""
@@ -209,13 +253,17 @@ def _conclude(
     plan: _Plan,
     *,
     shard: tuple[int, int] | None = None,
+    arrays: dict[str, ArrayPair] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """The summary, the baseline comparison and the gates' verdict over a run's results."""
     settings = plan.settings
     summary = Summary.of(images)
     comparison = compare_with_baseline(images, summary, settings, plan.baseline) if plan.baseline else None
     verdict = check(images, summary, settings, plan.thresholds, baseline=comparison)
-    report = Report(settings, images, verdict, shard, tuple(plan.notes))
+    report = Report(
+        settings, images, verdict, shard, tuple(plan.notes), arrays=arrays, storage_options=storage_options
+    )
     report.__dict__["stats"] = summary  # already computed: filled in as cached_property would
     return report
 
@@ -262,6 +310,7 @@ def compare(
     *,
     recon_suffix: str = "",
     pairs: str | os.PathLike[str] | None = None,
+    allow_outside: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     scheduler: str | Any | None = None,
     convention: Convention = "keras",
@@ -270,6 +319,7 @@ def compare(
     units: Units = "nats",
     alpha: AlphaMode = "drop",
     grayscale: bool = False,
+    max_image_bytes: int | None = None,
     backend: Backend = "numpy",
     device: str = "cpu",
     workers: int | None = None,
@@ -280,6 +330,9 @@ def compare(
     baseline: str | os.PathLike[str] | Report | None = None,
     max_regression: float | None = None,
     top: int = 10,
+    maps: str | os.PathLike[str] | None = None,
+    maps_top: int | None = None,
+    maps_format: MapsFormat = "png",
     progress: bool | Console = False,
     notes: Notes | None = None,
 ) -> Report:
@@ -289,6 +342,7 @@ def compare(
     underscores. ``notes`` is called with each note the run makes on the way (ignored files,
     lossy targets, the shard's size); they are also kept in ``Report.notes``. ``progress``
     shows a bar on stderr (or on the rich Console given) for runs longer than half a second.
+    ``maps``: a folder for heat maps, drawn after the run (``Report.write_maps``).
 
     ``targets``, ``recons``, ``pairs`` and ``baseline`` may be fsspec URLs (s3://, gs://,
     az://, http(s)://, memory://, file://), opened with ``storage_options``. ``scheduler``
@@ -306,7 +360,8 @@ def compare(
 
     settings = Settings.of(
         convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
-        backend=backend, device=device, workers=workers, units=units, top=top,
+        max_image_bytes=max_image_bytes, backend=backend, device=device, workers=workers,
+        units=units, top=top,
     )  # fmt: skip
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
@@ -318,6 +373,7 @@ def compare(
 
         check_scheduler(scheduler, plan.settings, workers)
     check_backend(plan.settings)
+    _check_maps(maps, maps_top, maps_format)
     storage = None
     if any(is_url(p) for p in (targets, recons, pairs)):
         from .storage import Storage
@@ -325,12 +381,12 @@ def compare(
         storage = Storage(dict(storage_options or {}))
         pairing = storage.pairing(
             os.fspath(targets), os.fspath(recons), recon_suffix=recon_suffix,
-            pairs=None if pairs is None else os.fspath(pairs),
+            pairs=None if pairs is None else os.fspath(pairs), allow_outside=allow_outside,
         )  # fmt: skip
     else:
         targets, recons = Path(targets), Path(recons)
         pairing = (
-            images.pairs_from_csv(Path(pairs), targets, recons)
+            images.pairs_from_csv(Path(pairs), targets, recons, allow_outside=allow_outside)
             if pairs is not None
             else images.pair_folders(targets, recons, recon_suffix=recon_suffix)
         )
@@ -358,7 +414,43 @@ def compare(
     results = _with_progress(
         evaluate(selected, plan.settings, storage=storage, scheduler=scheduler), len(selected), progress
     )
-    return _conclude(results, plan, shard=shard_of_n)
+    report = _conclude(
+        results, plan, shard=shard_of_n, storage_options=None if storage is None else storage.options
+    )
+    return _with_maps(report, maps, maps_top, maps_format, notes)
+
+
+def _check_maps(maps: str | os.PathLike[str] | None, top: int | None, format: str) -> None:
+    if maps is not None or top is not None or format != "png":
+        from .reports.maps import check_options
+
+        check_options(maps, top, format)
+
+
+def _with_maps(
+    report: Report,
+    maps: str | os.PathLike[str] | None,
+    top: int | None,
+    format: MapsFormat,
+    notes: Notes | None,
+) -> Report:
+    """The report, its maps written first when a folder is given (their notes added)."""
+    if maps is None:
+        return report
+    written = report.write_maps(maps, top=top, format=format)
+    lines = [*written.left_out, written.describe()]
+    for line in lines:
+        if notes is not None:
+            notes(line)
+    return _with_notes(report, (*report.notes, *lines))
+
+
+def _with_notes(report: Report, notes: tuple[str, ...]) -> Report:
+    """The same report with other notes (its figures, scale and view kept)."""
+    kept = {k: v for k, v in report.__dict__.items() if k in ("stats", "view", "_map_scale")}
+    changed = replace(report, notes=notes)
+    changed.__dict__.update(kept)
+    return changed
 
 
 # Layouts of compare_arrays, and where each puts the items, height, width and channels.
@@ -426,18 +518,23 @@ def compare_arrays(
     name the items in the report (default "0", "1", ... zero-padded to sort in order). Arrays
     carry no alpha flag: every channel is scored. ``options``: the scoring, display and gate
     options of ``compare`` (convention, eps, logits, units, grayscale, backend, device, top,
-    max_excess, max_image_excess, max_bce, baseline, max_regression).
+    max_excess, max_image_excess, max_bce, baseline, max_regression) and maps options
+    (maps, maps_top, maps_format). The report keeps the items, views of these arrays, to draw
+    maps and thumbnails from.
     """
     from .engine import ArrayPair, check_backend, evaluate_arrays
 
     setting_names = {"convention", "eps", "logits", "units", "grayscale", "backend", "device", "top"}
     gate_names = {"max_excess", "max_image_excess", "max_bce", "baseline", "max_regression"}
-    unknown = sorted(options.keys() - setting_names - gate_names)
+    map_names = {"maps", "maps_top", "maps_format"}
+    unknown = sorted(options.keys() - setting_names - gate_names - map_names)
     if unknown:
         raise TypeError(f"compare_arrays() got unexpected keyword argument(s) {', '.join(unknown)}")
     settings = Settings.of(**{k: v for k, v in options.items() if k in setting_names})
     plan = _plan(settings, **{k: v for k, v in options.items() if k in gate_names})
     check_backend(plan.settings)
+    maps, maps_top, maps_format = (options.get(k) for k in ("maps", "maps_top", "maps_format"))
+    _check_maps(maps, maps_top, maps_format or "png")
     key = layout.upper() if isinstance(layout, str) else layout
     if key not in LAYOUTS:
         raise OptionError("layout", f"must be one of {', '.join(LAYOUTS)}, not {layout!r}")
@@ -453,31 +550,54 @@ def compare_arrays(
         raise OptionError("names", f"has {len(names)} names for {count} items")
     if len(set(names)) != count:
         raise OptionError("names", "must be unique: a name is one image in every report")
-    items: Iterable[ArrayPair] = (
+    items = [
         ArrayPair(name, f"targets[{i}]", f"recons[{i}]", t, r)
         for i, (name, t, r) in enumerate(zip(names, target_items, recon_items, strict=True))
-    )
+    ]
     results = _with_progress(evaluate_arrays(items, plan.settings), count, progress)
-    del notes  # a batch in memory has no files to note
-    return _conclude(results, plan)
+    report = _conclude(results, plan, arrays={item.name: item for item in items})
+    return _with_maps(report, maps, maps_top, maps_format or "png", notes)
 
 
-def read_report(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Report:
+def read_report(
+    path: str | os.PathLike[str],
+    *,
+    top: int | None = None,
+    max_excess: float | None = None,
+    max_image_excess: float | None = None,
+    max_bce: float | None = None,
+    baseline: str | os.PathLike[str] | Report | None = None,
+    max_regression: float | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Report:
     """A CSV or JSON report written by bce-eval, read back: its settings (a CSV report records
     only its unit), images and shard; ReportError if it cannot be read or is not one. Gates
-    are not re-checked: ``verdict`` has none. ``path`` may be a URL, read with
-    ``storage_options``."""
+    are not re-checked unless given: then they are checked on the report's own figures, as
+    ``compare`` checks them (``top``: how many worst images a view lists and a gate names).
+    ``path`` and ``baseline`` may be URLs, read with ``storage_options``, which the report
+    keeps to read its images again (maps, thumbnails)."""
     from .reports.files import read_report as read_file
 
     loaded = read_file(path, storage_options=storage_options)
+    settings = loaded.settings
+    if top is not None:
+        settings = replace(settings, display=Display(settings.display.units, top))
+    verdict = Verdict(settings.display.units)
+    if any(x is not None for x in (max_excess, max_image_excess, max_bce, baseline, max_regression)):
+        plan = _plan(
+            settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
+            max_regression=max_regression, baseline=baseline, storage_options=storage_options,
+        )  # fmt: skip
+        verdict = _conclude(loaded.images, plan).verdict
     return Report(
-        loaded.settings,
+        settings,
         loaded.images,
-        Verdict(loaded.settings.display.units),
+        verdict,
         loaded.shard,
         source=loaded.path,
         exact=loaded.exact,
         settings_recorded=loaded.settings_recorded,
+        storage_options=storage_options,
     )
 
 
@@ -512,4 +632,4 @@ def merge(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
         max_regression=max_regression, baseline=baseline, storage_options=storage_options,
     )  # fmt: skip
-    return _conclude(images, plan)
+    return _conclude(images, plan, storage_options=storage_options)

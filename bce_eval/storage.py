@@ -221,7 +221,7 @@ class Storage:
         for urls in files.values():
             urls.sort()
         ignored.sort()
-        return _Scan(files, ignored, {})
+        return _Scan(files, ignored, {}, {}, [])
 
     def pairing(
         self,
@@ -230,15 +230,17 @@ class Storage:
         *,
         recon_suffix: str = "",
         pairs: str | None = None,
+        allow_outside: bool = False,
     ) -> Pairing:
         """Pairs as images.pair_folders and images.pairs_from_csv make them, where any of
-        TARGETS, RECONS and the pair list may be a URL (the others local paths)."""
+        TARGETS, RECONS and the pair list may be a URL (the others local paths); a listed path
+        must lead inside its folder or prefix unless ``allow_outside``."""
         from . import images
 
         if pairs is not None:
             text = self.read_text(pairs, InputError, "cannot read the pair list") if is_url(pairs) else None
             roots = [r if is_url(r) else Path(r) for r in (targets, recons)]
-            return images.pairs_from_csv(pairs, roots[0], roots[1], text=text)
+            return images.pairs_from_csv(pairs, roots[0], roots[1], allow_outside=allow_outside, text=text)
         scans = [
             self.scan(root, suffix) if is_url(root) else images._scan(Path(root), suffix)
             for root, suffix in ((targets, ""), (recons, recon_suffix))

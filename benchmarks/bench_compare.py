@@ -29,7 +29,7 @@ from PIL import Image
 
 from bce_eval import engine, metrics
 from bce_eval.images import Pair, pair_folders
-from bce_eval.report import Settings, Summary
+from bce_eval.model import Settings, Summary
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED = 20240607

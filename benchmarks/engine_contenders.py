@@ -5,9 +5,11 @@
     python benchmarks/engine_contenders.py naive TARGETS RECONS
 
 `decode` is the physical floor of the work: it decodes every target and reconstruction to a NumPy
-array and does nothing else. `naive` is the loop a user writes: per pair, PIL open, np.asarray / 255,
-and torch's binary_cross_entropy for BCE and for H. Each program imports only what it needs, so
-interpreter start-up and imports count as they would for a user.
+array and does nothing else (.npy files by np.load, TIFF by tifffile, images by the named decoder).
+`naive` is the loop a user writes: per pair, PIL open (OpenCV for 16-bit PNG, which Pillow reads
+as 8-bit; np.load or tifffile for arrays), / 255 or / 65535, and torch's float64
+binary_cross_entropy (with_logits for --logits) for BCE and for H. Each program imports only what
+it needs, so interpreter start-up and imports count as they would for a user.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SUFFIXES = (".png", ".jpg", ".jpeg")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".tif")
 
 
 def image_names(folder: Path) -> list[str]:
@@ -27,7 +29,26 @@ def image_names(folder: Path) -> list[str]:
 
 
 def decoder(name: str) -> Callable[[str], Any]:
-    """A function from a file path to its pixels as a NumPy array, for each decoder measured."""
+    """A function from a file path to its pixels as a NumPy array: .npy by np.load, TIFF by
+    tifffile, images by the named decoder."""
+    import numpy as np
+
+    images = image_decoder(name)
+    arrays: dict[str, Callable[[str], Any]] = {".npy": np.load}
+
+    def read(path: str) -> Any:
+        suffix = path[-4:]
+        if suffix == ".tif" and suffix not in arrays:
+            import tifffile
+
+            arrays[".tif"] = tifffile.imread
+        return arrays.get(suffix, images)(path)
+
+    return read
+
+
+def image_decoder(name: str) -> Callable[[str], Any]:
+    """A function from an image file's path to its pixels, for each decoder measured."""
     import numpy as np
 
     if name == "pillow":
@@ -106,21 +127,45 @@ def decode_all(name: str, paths: list[str], workers: int, pool: str) -> int:
         return sum(executor.map(_decode_chunk, chunks))
 
 
-def naive(targets: Path, recons: Path) -> tuple[float, float]:
+def naive(targets: Path, recons: Path, *, logits: bool = False) -> tuple[float, float]:
     """The loop a user writes: mean BCE and mean H per image with torch, averaged over images."""
     import numpy as np
     import torch
     import torch.nn.functional as F
     from PIL import Image
 
+    def load(path: Path) -> Any:
+        if path.suffix == ".npy":
+            return np.load(path).astype(np.float64)
+        if path.suffix == ".tif":
+            import tifffile
+
+            return tifffile.imread(path).astype(np.float64)
+        if path.suffix == ".png" and _is_16_bit_png(path):  # Pillow would give 8 of the 16 bits
+            import cv2
+
+            return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[:, :, ::-1] / 65535
+        with Image.open(path) as im:
+            return np.asarray(im) / 255
+
+    recon_files = {os.path.splitext(name)[0]: name for name in image_names(recons)}
     bce_total = entropy_total = 0.0
     names = image_names(targets)
     for name in names:
-        y = torch.from_numpy(np.asarray(Image.open(targets / name)) / 255)
-        p = torch.from_numpy(np.asarray(Image.open(recons / name)) / 255)
-        bce_total += F.binary_cross_entropy(p, y).item()
+        y = torch.from_numpy(load(targets / name))
+        p = torch.from_numpy(load(recons / recon_files[os.path.splitext(name)[0]]))
+        if logits:
+            bce_total += F.binary_cross_entropy_with_logits(p, y).item()
+        else:
+            bce_total += F.binary_cross_entropy(p, y).item()
         entropy_total += F.binary_cross_entropy(y, y).item()
     return bce_total / len(names), entropy_total / len(names)
+
+
+def _is_16_bit_png(path: Path) -> bool:
+    """Whether a PNG file's IHDR says 16 bits a sample."""
+    with path.open("rb") as f:
+        return f.read(25)[24] == 16
 
 
 def main() -> None:
@@ -134,13 +179,14 @@ def main() -> None:
     loop = commands.add_parser("naive", help="PIL + np.asarray / 255 + torch BCE and H, per pair")
     loop.add_argument("targets", type=Path)
     loop.add_argument("recons", type=Path)
+    loop.add_argument("--logits", action="store_true", help="reconstructions are logits")
     args = parser.parse_args()
     if args.command == "decode":
         paths = [str(folder / name) for folder in args.folders for name in image_names(folder)]
         decoded = decode_all(args.decoder, paths, args.workers, args.pool)
         print(f"{len(paths)} files, {decoded} bytes decoded")
     else:
-        bce, entropy = naive(args.targets, args.recons)
+        bce, entropy = naive(args.targets, args.recons, logits=args.logits)
         print(f"mean BCE {bce:.9f} mean H {entropy:.9f}")
 
 

@@ -94,8 +94,8 @@ def test_s3_on_the_cluster_gives_the_local_json(
     assert on_cluster.stdout == on_s3.stdout and on_cluster.stderr == on_s3.stderr
     from_disk = json.loads((tmp_path / "local.json").read_text())
     for image in from_cluster["images"]:
-        for key in ("target", "recon", "error"):
-            if image[key]:
+        for key in ("target", "recon", "error", "culprit"):
+            if image.get(key):
                 image[key] = image[key].replace("s3://bucket", str(image_set))
     assert from_cluster == from_disk
     assert len(from_disk["images"]) == 61 and from_disk["summary"]["failed"] == 2

@@ -130,7 +130,7 @@ def test_input_error_takes_precedence_over_a_failed_gate(folders: tuple[Path, Pa
         (["--csv", "-", "--json", "-"], "error: --csv - and --json - would all write to stdout"),
         (["--json", "-", "--format", "markdown"], "error: --json - and --format markdown would all"),
         (["--junit", "-", "--format", "github"], "error: --junit - and --format github would all"),
-        (["--baseline", "missing.json"], "error: missing.json: cannot read: No such file or directory"),
+        (["--baseline", "missing.json"], "error: missing.json: cannot read the report: no such file"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(folders: tuple[Path, Path], args: list[str], message: str) -> None:

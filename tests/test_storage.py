@@ -43,9 +43,9 @@ def bce_eval_command(*args: str, env: dict[str, str] | None = None) -> subproces
 def same_but_paths(local: dict[str, Any], remote: dict[str, Any], prefixes: dict[str, str]) -> None:
     """The two JSON reports are equal once remote paths are written as the local ones."""
     for image in remote["images"]:
-        for key in ("target", "recon"):
+        for key in ("target", "recon", "culprit"):
             for url, path in prefixes.items():
-                if image[key] and image[key].startswith(url):
+                if image.get(key) and image[key].startswith(url):
                     image[key] = path + image[key][len(url) :]
     assert remote == local
 
@@ -174,6 +174,77 @@ def test_broken_bytes_are_named_errors(tmp_path: Path, rng: np.random.Generator)
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="Python objects, which are never loaded"):
         images.decode("s3://b/o.npy", data=buffer.getvalue())
+
+
+def _outcome(decode: Any) -> tuple[str, Any]:
+    try:
+        decoded = decode()
+    except InputError as e:
+        return "error", e.problem
+    return "ok", (decoded.pixels.dtype.str, decoded.pixels.shape, decoded.pixels.tobytes(), decoded.has_alpha)
+
+
+def test_bytes_go_through_the_checks_files_go_through(tmp_path: Path) -> None:
+    """Every case of the fuzz corpus (mutants of every format, bombs) decoded from its bytes gives
+    what decoding its file gives: the same pixels, or a refusal (integrity, budget), in the same
+    words but for a .npy file whose header claims more data than it holds (numpy's mmap says so
+    in its own words)."""
+    from . import fuzz_corpus
+
+    outcomes = {"ok": 0, "error": 0}
+    for case in fuzz_corpus.cases(3, 0, 400):
+        path = tmp_path / f"c{case.index}{os.path.splitext(case.name)[1]}"
+        path.write_bytes(case.target)
+        for budget in (None, 4_000):
+            from_file = _outcome(lambda: images.decode(path, max_image_bytes=budget))  # noqa: B023
+            from_bytes = _outcome(
+                lambda: images.decode(path.name, max_image_bytes=budget, data=case.target)  # noqa: B023
+            )
+            if from_file[0] == from_bytes[0] == "error" and from_file[1].startswith("cannot read .npy"):
+                outcomes["error"] += 1
+                continue
+            assert from_bytes == from_file, (case.origin, budget)
+            outcomes[from_file[0]] += 1
+    assert outcomes["ok"] > 50 and outcomes["error"] > 50, outcomes  # both sides were exercised
+
+
+def test_a_byte_budget_refuses_bytes_as_it_refuses_files(tmp_path: Path, rng: np.random.Generator) -> None:
+    for name in ("a.png", "a.tif", "a.npy", "a.jpg"):
+        pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        data = write_image(tmp_path / name, pixels).read_bytes()
+        with pytest.raises(InputError, match=r"allowed per pair|--max-image-bytes") as e:
+            images.decode(f"s3://b/{name}", max_image_bytes=2_000, data=data)
+        assert str(e.value).startswith(f"s3://b/{name}: "), name
+        decoded = images.decode(f"s3://b/{name}", max_image_bytes=10_000_000, data=data)
+        assert decoded.pixels.shape[:2] == (40, 40)
+
+
+def test_a_pair_list_may_not_lead_outside_its_prefix(memory: Any) -> None:
+    memory.pipe_file(
+        "/lists/out.csv",
+        b"target,recon\na.png,a.png\n../secret/a.png,a.png\nmemory://elsewhere/a.png,a.png\n",
+    )
+    pairing = Storage().pairing("memory://t", "memory://r", pairs="memory://lists/out.csv")
+    problems = [pair.problem for pair in pairing.pairs]
+    assert problems[0] is None
+    assert all(p is not None and "leads outside memory://t" in p for p in problems[1:]), problems
+    listing = "memory://lists/out.csv"
+    allowed = Storage().pairing("memory://t", "memory://r", pairs=listing, allow_outside=True)
+    assert [pair.problem for pair in allowed.pairs] == [None, None, None]
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no sample_images")
+def test_maps_and_the_html_page_read_objects_again(memory: Any, tmp_path: Path) -> None:
+    _to_memory(memory, SAMPLES / "targets", "/set/targets")
+    _to_memory(memory, SAMPLES / "recons", "/set/recons")
+    maps = tmp_path / "maps"
+    report = bce_eval.compare("memory://set/targets", "memory://set/recons", workers=1, maps=maps)
+    evaluated = [r.name for r in report.images if r.ok]
+    assert evaluated
+    assert all((maps / f"{name}.excess.png").is_file() for name in evaluated)
+    assert not any("no maps" in note for note in report.notes), report.notes
+    page = report.to_html(top=5)
+    assert "no pictures" not in page and page.count("data:image/png") > 2 * len(evaluated)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import IO
 
 from ..errors import printable
@@ -20,13 +21,14 @@ def _percent(growth: float) -> str:
     return "+inf %" if math.isinf(growth) else f"{growth * 100:+.3g} %"
 
 
-def _offenders(gate: GateResult) -> str:
+def _offenders(gate: GateResult, name: Callable[[str], str]) -> str:
     sign = "+" if gate.option == "--max-regression" else ""
-    return ", ".join(f"{printable(o.name)} {sign}{fmt(o.value)}" for o in gate.offenders)
+    return ", ".join(f"{name(o.name)} {sign}{fmt(o.value)}" for o in gate.offenders)
 
 
-def describe(gate: GateResult, units: str) -> str:
-    """One line: the gate, its threshold, the measured figure and the worst images."""
+def describe(gate: GateResult, units: str, name: Callable[[str], str] = printable) -> str:
+    """One line: the gate, its threshold, the measured figure and the worst images (each
+    written by ``name``)."""
     per = f"{units} per pixel"
     if gate.option == "--max-regression":
         limit = f"{_percent(gate.threshold)} allowed"
@@ -44,21 +46,21 @@ def describe(gate: GateResult, units: str) -> str:
         text = f"{gate.figure} {fmt(gate.measured)} {relation} {fmt(gate.threshold)} {per}"
         worst_label = "worst by BCE" if gate.option == "--max-bce" else "worst"
     if not gate.passed and gate.offenders:
-        text += f"; {worst_label}: {_offenders(gate)}"
+        text += f"; {worst_label}: {_offenders(gate, name)}"
     return text
 
 
-def baseline_line(verdict: Verdict, scale: float) -> str | None:
+def baseline_line(verdict: Verdict, scale: float, name: Callable[[str], str] = printable) -> str | None:
     b = verdict.baseline
     if b is None:
         return None
     line = (
-        f"baseline {printable(b.path)}: overall excess {fmt(b.excess_before * scale)} -> "
+        f"baseline {name(b.path)}: overall excess {fmt(b.excess_before * scale)} -> "
         f"{fmt(b.excess_now * scale)} {verdict.units} per pixel ({_percent(b.growth)})"
     )
     for label, names in (("added since", b.added), ("gone since", b.removed)):
         if names:
-            line += f"; {len(names)} image(s) {label} the baseline: {', '.join(map(printable, names))}"
+            line += f"; {len(names)} image(s) {label} the baseline: {', '.join(map(name, names))}"
     return line
 
 
@@ -147,8 +149,21 @@ def _xml_chars(text: str) -> str:
     return NOT_XML_CHAR.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-def _cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+# Markdown gives meaning to these (emphasis, links, images, HTML, tables): in a name or a
+# message each is written as its backslash escape, which CommonMark allows for any ASCII
+# punctuation, so a name like ![x](y) or <img src=x> shows as the text it is.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~&])")
+
+
+def _name(text: str) -> str:
+    """A name (or a message holding names) as Markdown text: printable, special characters
+    escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", printable(text))
+
+
+def _pipes(text: str) -> str:
+    """Text of ours with names already escaped, for a table cell: no bare "|"."""
+    return re.sub(r"(?<!\\)\|", r"\\|", text)
 
 
 def markdown(view: View) -> str:
@@ -166,7 +181,7 @@ def markdown(view: View) -> str:
         f"### {outcome}",
         "",
         f"{o.pairs + o.failed} pairs, {o.pairs} evaluated, {o.failed} failed; "
-        f"{o.pixels:,} values; convention {_cell(view.settings.scoring.describe())}; "
+        f"{o.pixels:,} values; convention {view.settings.scoring.describe()}; "
         f"pixel-weighted, {per}",
         "",
         "| figure | value |",
@@ -179,31 +194,29 @@ def markdown(view: View) -> str:
         f"| Per-image excess, max | {fmt(o.excess_max)} |",
     ]
     if o.worst is not None:
-        lines.append(f"| Worst image | {_cell(printable(o.worst))} |")
+        lines.append(f"| Worst image | {_name(o.worst)} |")
     if verdict.gates:
         lines += ["", "| gate | threshold | measured | result |", "|---|---:|---|---|"]
         for gate in verdict.gates:
             result = "pass" if gate.passed else "**FAIL**"
-            measured = _cell(describe(gate, view.units))
+            measured = _pipes(describe(gate, view.units, _name))
             lines.append(f"| `{gate.option}` | {fmt(gate.threshold)} | {measured} | {result} |")
-    extra = baseline_line(verdict, view.scale)
+    extra = baseline_line(verdict, view.scale, _name)
     if extra:
-        lines += ["", _cell(extra)]
+        lines += ["", extra]
     if view.worst:
         deltas = view.has_baseline
         header = "| # | image | BCE | H | excess |" + (" change |" if deltas else "")
         lines += ["", f"Worst {len(view.worst)} by excess ({per})", "", header]
         lines.append("|---:|---|---:|---:|---:|" + ("---:|" if deltas else ""))
         for rank, r in enumerate(view.worst, start=1):
-            row = (
-                f"| {rank} | {_cell(printable(r.name))} | {fmt(r.bce)} | {fmt(r.entropy)} | {fmt(r.excess)} |"
-            )
+            row = f"| {rank} | {_name(r.name)} | {fmt(r.bce)} | {fmt(r.entropy)} | {fmt(r.excess)} |"
             if deltas:
                 row += f" {'new' if r.excess_delta is None else f'{r.excess_delta:+.6g}'} |"
             lines.append(row)
     if view.failed:
         lines += ["", f"{len(view.failed)} pair(s) could not be evaluated:", ""]
-        lines += [f"- {_cell(printable(r.error or r.name))}" for r in view.failed]
+        lines += [f"- {_name(r.error or r.name)}" for r in view.failed]
     return "\n".join(lines) + "\n"
 
 
@@ -224,12 +237,13 @@ def github_commands(view: View) -> list[str]:
         title = _property(f"bce-eval: {gate.option} {fmt(gate.threshold)} failed")
         lines.append(f"::error title={title}::{_data(describe(gate, view.units))}")
     for r in view.failed:
-        if r.error is not None:
-            culprit, _, problem = r.error.partition(": ")
-            title = _property("bce-eval: input error")
-            lines.append(
-                f"::error file={_property(printable(culprit))},title={title}::{_data(printable(problem))}"
-            )
+        problem = r.error or "error"
+        where = ""
+        if r.culprit:  # the real path, not a guess from the message (a name may hold ": ")
+            problem = problem.removeprefix(f"{printable(r.culprit)}: ")
+            where = f"file={_property(printable(r.culprit))},"
+        title = _property("bce-eval: input error")
+        lines.append(f"::error {where}title={title}::{_data(printable(problem))}")
     if verdict.gates:
         outcome = (
             f"{len(verdict.gates)} gate(s) passed"

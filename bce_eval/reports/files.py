@@ -13,13 +13,13 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import ReportError
+from ..errors import InputError, ReportError
 from ..metrics import Sums
 from ..model import ImageResult, Settings, Units, unit_scale
 from ..shards import parse_shard
@@ -78,14 +78,48 @@ _FIGURES = ("bce", "entropy", "excess", "bce_sum", "entropy_sum", "excess_sum")
 BASELINE_COLUMNS = ("baseline_excess", "excess_delta")
 
 
+# Text cells that a spreadsheet would run as a formula (OWASP's list), and the quote that
+# neutralises them. A cell that starts with the quote itself gets one more, so that reading
+# drops exactly one and every name round-trips.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NEUTRAL = "'"
+_TEXT_COLUMNS = ("name", "target", "recon", "error")
+
+
+def csv_text(text: str) -> str:
+    """A text cell as written: "'" before one a spreadsheet would take as a formula."""
+    return NEUTRAL + text if text.startswith((*FORMULA_STARTS, NEUTRAL)) else text
+
+
+def csv_text_read(text: str) -> str:
+    """The text a cell written by csv_text holds."""
+    return text[1:] if text.startswith(NEUTRAL) else text
+
+
+def _csv_line(cells: Iterable[Any]) -> str:
+    """One CSV record: a cell with a comma, a quote, CR or LF is quoted (Python's csv writer
+    leaves a lone CR unquoted, which readers then take as the end of the record)."""
+    quoted = []
+    for cell in cells:
+        text = str(cell)
+        if any(c in text for c in ',"\r\n'):
+            text = '"' + text.replace('"', '""') + '"'
+        quoted.append(text)
+    return ",".join(quoted) + "\n"
+
+
 def write_csv(view: View, out: IO[str]) -> None:
     """One row per pair, failed pairs included, figures at full float64 precision; with a
-    baseline, each image's excess there and its change."""
-    extra = BASELINE_COLUMNS if view.has_baseline else ()
-    writer = csv.DictWriter(out, (*CSV_COLUMNS, *extra), lineterminator="\n")
-    writer.writeheader()
+    baseline, each image's excess there and its change. Any name round-trips (quoted where it
+    holds a comma, quote, CR or LF); text cells that would start a spreadsheet formula begin
+    with an added "'" (the JSON report has every name exactly)."""
+    columns = (*CSV_COLUMNS, *(BASELINE_COLUMNS if view.has_baseline else ()))
+    out.write(_csv_line(columns))
     for row in view.rows:
-        writer.writerow(_csv_row(row, view.units, extra))
+        values = _csv_row(row, view.units, columns[len(CSV_COLUMNS) :])
+        for column in _TEXT_COLUMNS:
+            values[column] = csv_text(values[column])
+        out.write(_csv_line(values[c] for c in columns))
 
 
 def _finite(x: float) -> float | None:
@@ -127,6 +161,8 @@ def _image_json(row: ImageRow, result: ImageResult, units: Units, baseline: bool
     }
     s = result.sums
     image["sums_nats"] = None if s is None else {"bce": s.bce, "entropy": s.entropy, "excess": s.excess}
+    if result.culprit is not None:
+        image["culprit"] = result.culprit  # the file the error is about
     if baseline and row.baseline_excess is not None:
         image["baseline_excess"] = row.baseline_excess
         image["excess_delta"] = row.excess_delta
@@ -247,6 +283,45 @@ def _open_text(fd: int) -> IO[str]:
     return os.fdopen(fd, "w", newline="", encoding="utf-8", errors=REPORT_ERRORS)
 
 
+def _partial_prefix(target: Path, pid: int | None = None) -> str:
+    """Temporary reports are named .NAME.PID.*.partial, so that a later run can tell the ones
+    a killed run left (its process is gone) from those another run is writing now."""
+    return f".{target.name}.{os.getpid() if pid is None else pid}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove the temporary files that a killed run left beside these reports (a process that
+    no longer exists wrote them); best effort, silent."""
+    from ..storage import is_url
+
+    for path in paths:
+        if os.fspath(path) == "-" or is_url(os.fspath(path)):  # a URL is written in one request
+            continue
+        target = Path(path)
+        prefix = f".{target.name}."
+        try:
+            names = os.listdir(target.parent if str(target.parent) else ".")
+        except OSError:
+            continue
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(".partial")):
+                continue
+            pid = name[len(prefix) :].split(".", 1)[0]
+            if not (pid.isdigit() and _alive(int(pid))):
+                with suppress(OSError):
+                    os.unlink(target.parent / name)
+
+
 def write_together(reports: Sequence[tuple[str, Callable[[IO[str]], None]]]) -> None:
     """Write each (path, writer) report: all replaced together, or none.
 
@@ -261,6 +336,7 @@ def write_together(reports: Sequence[tuple[str, Callable[[IO[str]], None]]]) -> 
     (errors="surrogateescape"). Any OSError, on open or on a write, and any text that still cannot
     be encoded, becomes a ReportError.
     """
+    clean_stale(p for p, _ in reports)
     direct = [(p, w) for p, w in reports if p == "-" or (Path(p).exists() and not Path(p).is_file())]
     files = [(p, w) for p, w in reports if (p, w) not in direct]
     written: list[tuple[str, str]] = []  # (temporary, path)
@@ -269,7 +345,7 @@ def write_together(reports: Sequence[tuple[str, Callable[[IO[str]], None]]]) -> 
             target = Path(path)
             with _report_errors(path):
                 fd, temporary = tempfile.mkstemp(
-                    dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+                    dir=target.parent, prefix=_partial_prefix(target), suffix=".partial"
                 )
                 written.append((temporary, path))
                 os.chmod(temporary, _new_file_mode(target))
@@ -369,31 +445,84 @@ def _settings_from_json(recorded: Any) -> Settings:
     )
 
 
-def _sum(value: Any) -> float:
-    # Every term of every sum is >= 0, so a sum the report wrote as null overflowed to +inf.
-    return math.inf if value is None else float(value)
+def _sum(value: Any, field: str) -> float:
+    """A sum as a report holds it: a number >= 0, or null for one that overflowed to +inf
+    (every term of every sum is >= 0). NaN, a negative sum or text is refused."""
+    if value is None:
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{field} is {value!r}, not a number")
+    number = float(value)
+    if not number >= 0:  # NaN too
+        raise ValueError(f"{field} is {value!r}, not a number >= 0")
+    return number
+
+
+def _count(value: Any, field: str, *, least: int = 0) -> int:
+    """A count as a report holds it: a whole number >= least (JSON integer, or CSV digits)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{field} is {value!r}, not a whole number >= {least}")
+    return value
+
+
+# Rounding may put one figure a few ulp above another that bounds it mathematically.
+_SLACK = 1e-9
 
 
 def _result(image: Mapping[str, Any], scale: float, nats: Mapping[str, Any] | None) -> ImageResult:
+    """One image of a report, checked: every figure finite (or an overflowed sum) and in range,
+    counts whole, pixels = height x width x channels, entropy and excess not above BCE."""
     name, target, recon = str(image["name"]), str(image["target"] or ""), str(image["recon"] or "")
-    if image["status"] != "ok":
-        return ImageResult(name, target, recon, error=str(image.get("error") or "error"))
-    shape = (int(image["height"]), int(image["width"]), int(image["channels"]))
+    if not name:
+        raise ValueError("an image has an empty name")
+    status = image["status"]
+    if status not in ("ok", "error"):
+        raise ValueError(f"image {name!r} has status {status!r}, not ok or error")
+    if status != "ok":
+        culprit = image.get("culprit")
+        return ImageResult(
+            name,
+            target,
+            recon,
+            error=str(image.get("error") or "error"),
+            culprit=None if culprit is None else str(culprit),
+        )
+    shape = tuple(_count(image[k], f"image {name!r}: {k}", least=1) for k in ("height", "width", "channels"))
+    pixels = _count(image["pixels"], f"image {name!r}: pixels")
+    if pixels != math.prod(shape):
+        raise ValueError(
+            f"image {name!r} has {pixels} pixels, not height x width x channels = {math.prod(shape)}"
+        )
     if nats is None:
-        nats = {k: _sum(image[f"{k}_sum"]) / scale for k in ("bce", "entropy", "excess")}
-    sums = Sums(
-        pixels=int(image["pixels"]),
-        bce=_sum(nats["bce"]),
-        entropy=_sum(nats["entropy"]),
-        excess=_sum(nats["excess"]),
-        clipped=int(image["clipped"]),
+        nats = {
+            k: _sum(image[f"{k}_sum"], f"image {name!r}: {k}_sum") / scale
+            for k in ("bce", "entropy", "excess")
+        }
+    elif not isinstance(nats, Mapping):
+        raise ValueError(f"image {name!r}: sums_nats is not an object")
+    bce, entropy, excess = (
+        _sum(nats[k], f"image {name!r}: {k} in nats") for k in ("bce", "entropy", "excess")
     )
-    return ImageResult(name, target, recon, shape, sums)
+    for figure, value in (("entropy", entropy), ("excess", excess)):
+        if value > bce * (1 + _SLACK):
+            raise ValueError(
+                f"image {name!r} has {figure} {value!r} above its BCE {bce!r} (BCE = H + excess)"
+            )
+    clipped = _count(image["clipped"], f"image {name!r}: clipped")
+    if clipped > pixels:
+        raise ValueError(f"image {name!r} has {clipped} clipped of {pixels} pixels")
+    return ImageResult(name, target, recon, shape, Sums(pixels, bce, entropy, excess, clipped))  # type: ignore[arg-type]
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON has")
 
 
 def _read_json(path: Path | str, text: str) -> Loaded:
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_no_constant)
     except ValueError as e:
         raise ReportError(path, f"not valid JSON ({e})") from None
     except RecursionError:
@@ -427,18 +556,44 @@ def _read_csv(path: Path | str, text: str) -> Loaded:
         raise ReportError(path, f"not a CSV report ({e})") from None
     needed = {"name", "status", "pixels", "bce_sum", "entropy_sum", "excess_sum", "clipped", "unit"}
     if rows and not needed <= rows[0].keys():
-        missing = ", ".join(sorted(needed - rows[0].keys()))
+        missing = ", ".join(sorted(needed - rows[0].keys(), key=str))
         raise ReportError(path, f"not a bce-eval CSV report (no column {missing})")
-    units = {row["unit"] for row in rows} or {"nats"}
-    if len(units) > 1 or not units <= {"nats", "bits"}:
-        raise ReportError(path, f"not a bce-eval CSV report: unit {', '.join(sorted(units))}")
-    unit: Units = "bits" if units == {"bits"} else "nats"
-    scale = unit_scale(unit)
     try:
-        results = [_result({k: v if v != "" else None for k, v in row.items()}, scale, None) for row in rows]
+        records = [_csv_record(row) for row in rows]
+    except ValueError as e:
+        raise ReportError(path, f"not a bce-eval CSV report: {e}") from None
+    units = {record["unit"] for record in records} or {"nats"}
+    if len(units) > 1 or not units <= {"nats", "bits"}:
+        raise ReportError(path, f"not a bce-eval CSV report: unit {', '.join(sorted(map(str, units)))}")
+    unit: Units = "bits" if units == {"bits"} else "nats"
+    try:
+        results = [_result(record, unit_scale(unit), None) for record in records]
     except (KeyError, TypeError, ValueError) as e:
         raise ReportError(path, f"not a bce-eval CSV report: {e}") from None
     return Loaded(str(path), Settings.of(units=unit), results, None, unit == "nats", settings_recorded=False)
+
+
+def _csv_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A CSV row as the JSON image it stands for: "" as None, text cells as they were written."""
+    if None in row or any(v is None for v in row.values()):  # more cells than columns, or fewer
+        raise ValueError(f"a row has {len(row) - (None in row)} columns where the header has others")
+    record = {k: v if v != "" else None for k, v in row.items()}
+    for column in _TEXT_COLUMNS:
+        text = record.get(column)
+        if text is not None:
+            record[column] = csv_text_read(text)
+    return record
+
+
+def _read_regular(path: Path) -> bytes:
+    """The report's bytes, read defensively (guards.read_input_file): a FIFO or a device such
+    as /dev/zero is refused at once, and so is a file too large to be a report."""
+    from ..guards import read_input_file
+
+    try:
+        return read_input_file(path, what="the report")
+    except InputError as e:
+        raise ReportError(path, e.problem) from None
 
 
 def read_report(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Loaded:
@@ -455,10 +610,7 @@ def read_report(path: str | os.PathLike[str], *, storage_options: Mapping[str, A
         path = PurePosixPath(url.partition("://")[2])  # its suffix; messages name the URL
         return _read_report_data(url, path.suffix, data)
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ReportError(path, f"cannot read: {e.strerror or e}") from None
+    data = _read_regular(path)
     return _read_report_data(path, path.suffix, data)
 
 

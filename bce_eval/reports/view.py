@@ -36,6 +36,7 @@ class ImageRow:
     excess_sum: float
     clipped: int | None
     error: str | None
+    culprit: str | None = None  # the file a failed pair's error is about, where known
     baseline_excess: float | None = None  # with --baseline: the image's excess there
     excess_delta: float | None = None  # and how much it grew since
 
@@ -121,9 +122,10 @@ class View:
         before, delta = self._baseline.get(result.name, (None, None))
         if s is None:
             nan = math.nan
+            error = result.error or "error"
             return ImageRow(
                 result.name, result.target, result.recon, result.shape,
-                None, nan, nan, nan, nan, nan, nan, None, result.error or "error", before, delta,
+                None, nan, nan, nan, nan, nan, nan, None, error, result.culprit, before, delta,
             )  # fmt: skip
         return ImageRow(
             result.name,
@@ -138,6 +140,7 @@ class View:
             s.entropy * k,
             s.excess * k,
             s.clipped,
+            None,
             None,
             before,
             delta,
