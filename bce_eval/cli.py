@@ -216,7 +216,7 @@ MaxBceOpt = Annotated[
     ),
 ]
 BaselineOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--baseline",
         metavar="REPORT",
@@ -265,6 +265,15 @@ JunitOpt = Annotated[
         "--junit",
         metavar="PATH",
         help="Write JUnit XML: a testcase per image (failed over --max-image-excess) and per gate.",
+    ),
+]
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        help="An fsspec option for every URL (s3://, gs://, az://, ...), e.g. "
+        "endpoint_url=http://127.0.0.1:9000; repeat for more. true/false and numbers are read as such.",
     ),
 ]
 MapsOpt = Annotated[
@@ -429,6 +438,7 @@ def _render(
     maps: Path | None = None,
     maps_top: int | None = None,
     maps_format: str = "png",
+    storage_options: dict[str, Any] | None = None,
 ) -> None:
     """The maps, the reports, the summary and verdict, the errors of failed pairs; exit with
     the report's code (2 for bad input takes precedence over 1 for a failed gate). Reports that
@@ -445,7 +455,10 @@ def _render(
         except ReportError as e:
             unwritten = e
     try:
-        report.write(csv=csv_path, json=json_path, junit=junit_path, html=html_path, html_top=html_top)
+        report.write(
+            csv=csv_path, json=json_path, junit=junit_path, html=html_path, html_top=html_top,
+            storage_options=storage_options,
+        )  # fmt: skip
     except ReportError as e:
         unwritten = unwritten or e
     human = stderr if "-" in (csv_path, json_path, junit_path, html_path) or form == "markdown" else stdout
@@ -472,14 +485,15 @@ def _render(
 @_interruptible
 def compare(
     targets: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="TARGETS",
-            help="Folder of target images (searched recursively), or a .npy or .npz batch file.",
+            help="Folder of target images (searched recursively), a .npy or .npz batch file, or a URL "
+            "(s3://...).",
         ),
     ],
     recons: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="RECONS",
             help="Folder of reconstructions, paired with targets by relative path without extension; "
@@ -493,7 +507,7 @@ def compare(
         ),
     ] = "",
     pairs: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--pairs",
             metavar="FILE.csv|order",
@@ -583,6 +597,16 @@ def compare(
             help="Evaluate shard I of N (1 <= I <= N): the pairs whose name's CRC-32 modulo N is I - 1.",
         ),
     ] = None,
+    storage_option: StorageOpt = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Run on a Dask cluster: its scheduler's address (tcp://host:8786), or local for a "
+            "LocalCluster here; needs the [dask] extra.",
+        ),
+    ] = None,
 ) -> None:
     """Score every reconstruction in RECONS against its target in TARGETS.
 
@@ -591,10 +615,12 @@ def compare(
     """
     from .pipeline import compare as run_compare
     from .reports.files import clean_stale
+    from .storage import parse_options
 
     _check_outputs(csv_path, json_path, junit_path, form, html_path)
     clean_stale(p for p in (csv_path, json_path, junit_path, html_path) if p)
     try:
+        options = parse_options(storage_option or ())
         _check_maps(maps, maps_top, maps_format)
         report = run_compare(
             targets, recons, recon_suffix=recon_suffix, pairs=pairs, allow_outside=allow_outside,
@@ -603,11 +629,13 @@ def compare(
             workers=workers, shard=shard, group_by=group_by, per_channel=per_channel,
             max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
             max_group_excess=max_group_excess, baseline=baseline, max_regression=max_regression, top=top,
-            progress=_show_progress(quiet) and stderr, notes=_note,
+            progress=_show_progress(quiet) and stderr, notes=_note, storage_options=options,
+            scheduler=scheduler,
         )  # fmt: skip
         _render(
             report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
             html_path=html_path, html_top=html_top, maps=maps, maps_top=maps_top, maps_format=maps_format,
+            storage_options=options,
         )  # fmt: skip
     except BceEvalError as e:
         raise fail(str(e)) from None
@@ -617,7 +645,7 @@ def compare(
 @_interruptible
 def merge(
     reports: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             metavar="REPORT.json...",
             help="JSON reports of shards (--shard) or of runs over distinct images, same settings.",
@@ -640,6 +668,7 @@ def merge(
     max_regression: MaxRegressionOpt = None,
     junit_path: JunitOpt = None,
     form: FormatOpt = "text",
+    storage_option: StorageOpt = None,
 ) -> None:
     """Combine JSON reports into exactly the figures of a single run over all their images.
 
@@ -648,16 +677,21 @@ def merge(
     """
     from .pipeline import merge as run_merge
     from .reports.files import clean_stale
+    from .storage import parse_options
 
     _check_outputs(csv_path, json_path, junit_path, form)
     clean_stale(p for p in (csv_path, json_path, junit_path) if p)
     try:
+        options = parse_options(storage_option or ())
         report = run_merge(
             reports, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
             max_group_excess=max_group_excess, baseline=baseline, max_regression=max_regression, top=top,
-            group_by=group_by, per_channel=per_channel,
+            group_by=group_by, per_channel=per_channel, storage_options=options,
         )  # fmt: skip
-        _render(report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form)
+        _render(
+            report, csv_path=csv_path, json_path=json_path, junit_path=junit_path, form=form,
+            storage_options=options,
+        )  # fmt: skip
     except BceEvalError as e:
         raise fail(str(e)) from None
 

@@ -19,10 +19,10 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from .errors import BackendError, InputError
 from .images import Decoded, Pair, decode, normalize, to_float
 from .model import ImageResult, Settings
 
+if TYPE_CHECKING:
+    from .storage import Storage
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -38,6 +41,8 @@ R = TypeVar("R")
 # stays flat and Ctrl-C is prompt.
 _WINDOW_PER_WORKER = 4
 _MAX_CHUNK = 128
+# Pairs the torch backend's workers fetch together from object storage, at the least.
+_STORAGE_CHUNK = 16
 # Values moved to the device in one batch by the torch backend (float64 maps: ~20 temporaries).
 _BATCH_VALUES = 1 << 22
 
@@ -146,8 +151,19 @@ def _lookup(decoded: Decoded, settings: Settings, *, logits: bool = False) -> bo
     return decoded.pixels.dtype == np.uint8 and not settings.reading.grayscale and not logits
 
 
-def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
-    """Both files decoded, or the result that says why they cannot be scored.
+def _fetched(fetched: Mapping[str, bytes | InputError] | None, path: str) -> bytes | None:
+    """A file's bytes if they were fetched (from object storage); None for a local file."""
+    data = None if fetched is None else fetched.get(path)
+    if isinstance(data, InputError):
+        raise data
+    return data
+
+
+def _ready(
+    pair: Pair, settings: Settings, fetched: Mapping[str, bytes | InputError] | None = None
+) -> _Ready | ImageResult:
+    """Both files decoded (from ``fetched``, the bytes read from object storage, where they are
+    there), or the result that says why they cannot be scored.
 
     The settings' max_image_bytes is checked from each file's header before it is decoded (as
     for the lookup path when it is 8-bit) and again for the float64 path before a pair goes
@@ -157,8 +173,16 @@ def _ready(pair: Pair, settings: Settings) -> _Ready | ImageResult:
     logits, budget = settings.scoring.logits, settings.reading.max_image_bytes
     target_layout, recon_layout = settings.reading.layouts
     try:
-        target = decode(pair.target, max_image_bytes=budget, layout=target_layout)
-        recon = decode(pair.recon, logits=logits, max_image_bytes=budget, layout=recon_layout)
+        target = decode(
+            pair.target, max_image_bytes=budget, layout=target_layout, data=_fetched(fetched, pair.target)
+        )
+        recon = decode(
+            pair.recon,
+            logits=logits,
+            max_image_bytes=budget,
+            layout=recon_layout,
+            data=_fetched(fetched, pair.recon),
+        )
         if budget is not None and not (_lookup(target, settings) and _lookup(recon, settings, logits=logits)):
             for path, decoded in ((pair.target, target), (pair.recon, recon)):
                 guards.check_budget(path, decoded.pixels.shape, lookup=False, max_image_bytes=budget)
@@ -300,6 +324,20 @@ def _evaluate_chunk(
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in results]
 
 
+def _fetch(pairs: Sequence[Pair], storage: Storage) -> dict[str, bytes | InputError]:
+    """The objects (files given as URLs) of the pairs that can be evaluated, read together."""
+    from .storage import is_url
+
+    urls = (p for pair in pairs if pair.problem is None for p in (pair.target, pair.recon) if is_url(p))
+    return storage.fetch(urls)
+
+
+def _evaluate_fetched(pairs: Sequence[Pair], settings: Settings, storage: Storage) -> list[ImageResult]:
+    """_evaluate_chunk for pairs in object storage: the chunk's objects are fetched together,
+    concurrently, and decoded from memory by the same code."""
+    return _evaluate_chunk(pairs, settings, functools.partial(_ready, fetched=_fetch(pairs, storage)))
+
+
 def evaluate_pair(pair: Pair, settings: Settings) -> ImageResult:
     """Decode one pair and score it on the CPU; any problem with its files is the result's error."""
     return _evaluate_chunk([pair], settings)[0]
@@ -373,16 +411,27 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def evaluate(
-    pairs: Sequence[Pair], settings: Settings, *, workers: int | None = None
+    pairs: Sequence[Pair],
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    storage: Storage | None = None,
+    scheduler: Any = None,
 ) -> Iterator[ImageResult]:
     """Results for every pair, in the order given, computed by ``workers`` (default: the
-    settings') processes (NumPy) or decoding threads (torch); memory stays flat however many
-    pairs there are.
+    settings') processes; memory stays flat however many pairs there are. ``storage``: the
+    options to read the pairs' URLs with (object storage). ``scheduler``: run on a Dask cluster
+    instead (bce_eval.cluster: an address, "local", or a distributed.Client).
 
     The settings' max_image_bytes is the memory one pair may take (guards.pair_bytes), checked
     from the headers before decoding; a larger pair is an error of its own. By default (None) a
     quarter of the memory available, shared by the pairs in flight at once
     (guards.default_max_image_bytes)."""
+    if scheduler is not None:
+        from .cluster import evaluate_on_cluster
+
+        yield from evaluate_on_cluster(pairs, settings, scheduler=scheduler, storage=storage, workers=workers)
+        return
     workers = max(1, min(workers or settings.execution.workers or default_workers(), len(pairs)))
     if settings.reading.max_image_bytes is None:
         budget = guards.default_max_image_bytes(workers)
@@ -390,12 +439,15 @@ def evaluate(
     keep_freed_memory()
     scoring = settings.scoring
     if settings.execution.backend == "torch":
-        yield from _evaluate_torch(pairs, settings, workers)
+        yield from _evaluate_torch(pairs, settings, workers, storage)
         return
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    evaluate_chunk: Callable[[Sequence[Pair], Settings], list[ImageResult]] = (
+        _evaluate_chunk if storage is None else functools.partial(_evaluate_fetched, storage=storage)
+    )
     if workers == 1:
         for chunk in _chunks(pairs, size):
-            yield from _evaluate_chunk(chunk, settings)
+            yield from evaluate_chunk(chunk, settings)
         return
     if not scoring.logits:  # built once here, inherited by forked workers
         metrics.byte_tables(scoring.eps, scoring.convention)
@@ -405,7 +457,7 @@ def evaluate(
     pool = _process_pool(workers)
     try:
         for results in _in_order(
-            pool, _evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
+            pool, evaluate_chunk, _chunks(pairs, size), workers * _WINDOW_PER_WORKER, settings
         ):
             yield from results
     finally:
@@ -430,8 +482,11 @@ def evaluate_arrays(items: Iterable[ArrayPair], settings: Settings) -> Iterator[
 # The torch backend: batches on the device.
 
 
-def _ready_chunk(pairs: Sequence[Pair], settings: Settings) -> list[_Ready | ImageResult]:
-    return [_ready(p, settings) for p in pairs]
+def _ready_chunk(
+    pairs: Sequence[Pair], settings: Settings, storage: Storage | None = None
+) -> list[_Ready | ImageResult]:
+    fetched = None if storage is None else _fetch(pairs, storage)
+    return [_ready(p, settings, fetched) for p in pairs]
 
 
 def _batches(items: Iterable[_Ready | ImageResult]) -> Iterator[list[_Ready | ImageResult]]:
@@ -474,29 +529,37 @@ def _score_batch(batch: list[_Ready | ImageResult], settings: Settings) -> list[
     return [scored[id(item)] if isinstance(item, _Ready) else item for item in batch]
 
 
-def _score_chunk_on_cpu(pairs: Sequence[Pair], settings: Settings) -> list[ImageResult]:
+def _score_chunk_on_cpu(
+    pairs: Sequence[Pair], settings: Settings, storage: Storage | None = None
+) -> list[ImageResult]:
     """Decode and score pairs with torch on the CPU, in one of the worker processes."""
     import torch
 
     torch.set_num_threads(1)  # a process per core already: torch's own threads would only wait
+    fetched = None if storage is None else _fetch(pairs, storage)
     results = []
     for pair in pairs:
-        item = _ready(pair, settings)
+        item = _ready(pair, settings, fetched)
         if isinstance(item, _Ready):
             item = _scored(item, torch.from_numpy(item.target), torch.from_numpy(item.recon), settings)
         results.append(item)
     return results
 
 
-def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> Iterator[ImageResult]:
+def _evaluate_torch(
+    pairs: Sequence[Pair], settings: Settings, workers: int, storage: Storage | None = None
+) -> Iterator[ImageResult]:
     """On the CPU, worker processes decode and score with torch, as the NumPy backend's do; on
     a GPU, they decode, and the main process, the only one to touch the GPU, scores batches.
     Processes, not threads: decoders such as libspng hold the GIL. Workers are forked before
-    anything runs on the device, and never use it."""
+    anything runs on the device, and never use it. From object storage (``storage``), each
+    chunk's objects are fetched together, several pairs a chunk, so that reads overlap."""
     size = max(1, min(_MAX_CHUNK, len(pairs) // (workers * 32)))
+    if storage is not None:
+        size = max(size, _STORAGE_CHUNK)
     on_cpu = settings.execution.device.startswith("cpu")
     if workers == 1:
-        chunks = (_ready_chunk(chunk, settings) for chunk in _chunks(pairs, size))
+        chunks = (_ready_chunk(chunk, settings, storage) for chunk in _chunks(pairs, size))
         for batch in _batches(item for chunk in chunks for item in chunk):
             yield from _score_batch(batch, settings)
         return
@@ -512,6 +575,7 @@ def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> 
             _chunks(pairs, size),
             workers * _WINDOW_PER_WORKER,
             settings,
+            storage,
         )
         if on_cpu:
             for results in done:
@@ -528,10 +592,16 @@ def _evaluate_torch(pairs: Sequence[Pair], settings: Settings, workers: int) -> 
 # Pixels again, after a run: the pairs that get heat maps and thumbnails (reports/maps.py).
 
 
-def prepare(item: Pair | ArrayPair, settings: Settings) -> tuple[np.ndarray, np.ndarray] | str:
+def prepare(
+    item: Pair | ArrayPair, settings: Settings, storage: Storage | None = None
+) -> tuple[np.ndarray, np.ndarray] | str:
     """A pair's two images as the metrics take them (both uint8, or both float64), read and
-    checked as a run reads them; or the one line that says why they cannot be."""
-    ready = _ready_array(item, settings) if isinstance(item, ArrayPair) else _ready(item, settings)
+    checked as a run reads them (its URLs fetched with ``storage``); or the one line that says
+    why they cannot be."""
+    if isinstance(item, ArrayPair):
+        ready = _ready_array(item, settings)
+    else:
+        ready = _ready(item, settings, None if storage is None else _fetch([item], storage))
     if isinstance(ready, ImageResult):
         return ready.error or "error"
     if ready.bytes:

@@ -30,6 +30,7 @@ from . import guards
 from .errors import InputError, OptionError, printable
 from .guards import check_budget, decoding
 from .integrity import PNG_SIGNATURE, check_png, jpeg_frame, png_header
+from .storage import is_url
 
 Alpha = Literal["drop", "include"]
 Decoder = Literal["png", "jpeg", "tiff", "npy", "pillow"]
@@ -229,6 +230,12 @@ def pair_folders(targets: Path, recons: Path, *, recon_suffix: str = "") -> Pair
             f"no reconstruction's name in {printable(recons)} ends with {recon_suffix!r} "
             f"(e.g. {printable(example)}); nothing would pair by it",
         )
+    return pair_scans(target_scan, recon_scan, targets, recons)
+
+
+def pair_scans(target_scan: _Scan, recon_scan: _Scan, targets: Path | str, recons: Path | str) -> Pairing:
+    """Pair two listings (of folders, or of prefixes in object storage) by key; report every
+    leftover, naming ``targets`` or ``recons`` where a partner is missing."""
     target_files, recon_files = target_scan.files, recon_scan.files
     bad = target_scan.bad | recon_scan.bad
     unlisted = target_scan.unlisted or recon_scan.unlisted
@@ -276,16 +283,42 @@ def _name(listed: str) -> str:
     return (path.with_suffix("") if path.suffix else path).as_posix()  # "." and "/" have no suffix
 
 
-def _outside(path: Path, root: str) -> bool:
-    """Whether path, its symbolic links and .. resolved, lies outside the folder root (resolved)."""
+def _join(root: Path | str, listed: str) -> Path | str:
+    """A listed path under its root: a Path for a folder; for a URL, joined as text (and a URL
+    in the list is taken as it is)."""
+    if is_url(listed):
+        return listed
+    if isinstance(root, str) and is_url(root):
+        return f"{root.rstrip('/')}/{listed}"
+    return Path(root) / listed
+
+
+def _outside(path: Path | str, root: Path | str) -> bool:
+    """Whether path, its symbolic links and .. resolved, lies outside the folder root (resolved).
+    A URL leads outside a URL root unless it lies under its prefix without a .. part, and a URL
+    always leads outside a folder, and a file outside a URL prefix."""
+    if is_url(path) or is_url(root):
+        prefix = os.fspath(root).rstrip("/") + "/"
+        if not (is_url(path) and is_url(root) and path.startswith(prefix)):
+            return True
+        return ".." in path[len(prefix) :].split("/")
     try:
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, root]) != root
         real = os.path.realpath(path)
         return os.path.commonpath([real, root]) != root
     except (OSError, ValueError):  # a NUL in the name, a link loop: file_problem says what
         return False
 
 
-def pairs_from_csv(listing: Path, targets: Path, recons: Path, *, allow_outside: bool = False) -> Pairing:
+def pairs_from_csv(
+    listing: Path | str,
+    targets: Path | str,
+    recons: Path | str,
+    *,
+    allow_outside: bool = False,
+    text: str | None = None,
+) -> Pairing:
     """Pairs listed in a CSV with columns target,recon; relative paths are under TARGETS/RECONS.
 
     A row that cannot be evaluated (an empty or unreadable path, a pair listed twice, a target
@@ -297,10 +330,14 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path, *, allow_outside:
     and report on it. A row that leads outside is an error for that row and is never opened;
     allow_outside (--allow-outside) lifts the rule. The list itself is read defensively
     (guards.read_input_file): a FIFO or a device is refused at once.
+
+    ``text``: the list's content, when it was read from object storage. TARGETS and RECONS may
+    be URLs (s3://...): paths under a URL are not looked at here (for millions of objects that
+    would be a request each): a missing object is its pair's error when it is read.
     """
-    data = guards.read_input_file(listing, what="the pair list")
     try:
-        text = data.decode("utf-8-sig")
+        if text is None:
+            text = guards.read_input_file(listing, what="the pair list").decode("utf-8-sig")
         reader = csv.DictReader(io.StringIO(text, newline=""))
         rows = [(reader.line_num, row) for row in reader]
         columns = reader.fieldnames
@@ -310,15 +347,18 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path, *, allow_outside:
         raise InputError(listing, "the pair list needs the columns target,recon")
     if not rows:
         raise InputError(listing, "lists no pairs: expected a header target,recon and a row per pair")
-    roots = {"target": os.path.realpath(targets), "recon": os.path.realpath(recons)}
+    roots = {
+        side: folder if is_url(folder) else os.path.realpath(folder)
+        for side, folder in (("target", targets), ("recon", recons))
+    }
     pairs = []
-    first_rows: dict[str, tuple[int, Path, Path]] = {}  # by name: a name is one image in reports
+    first_rows: dict[str, tuple[int, Path | str, Path | str]] = {}  # by name: a name is one image in reports
     for line, row in rows:
         t, r = (row["target"] or "").strip(), (row["recon"] or "").strip()
         if not t or not r:
             pairs.append(Pair(f"line {line}", None, None, f"line {line}: empty path", str(listing)))
             continue
-        target, recon = targets / t, recons / r
+        target, recon = _join(targets, t), _join(recons, r)
         name = _name(t)
         first, first_target, first_recon = first_rows.setdefault(name, (line, target, recon))
         if first != line:
@@ -344,7 +384,7 @@ def pairs_from_csv(listing: Path, targets: Path, recons: Path, *, allow_outside:
                 )
                 pairs.append(Pair(name, str(target), str(recon), problem, str(listing)))
                 continue
-        unreadable = _unreadable(target, recon)
+        unreadable = _unreadable(*(p for p in (target, recon) if isinstance(p, Path)))
         if unreadable is not None:
             problem, culprit = unreadable
             pairs.append(Pair(name, str(target), str(recon), problem, str(culprit)))
@@ -530,18 +570,19 @@ def _tiff_number(value: object, tag: str, path: Path | str) -> int:
     raise InputError(path, f"cannot decode: damaged TIFF: {tag} is {value!r}")
 
 
-def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
+def _read_tiff(path: Path | str, budget: int, data: bytes | None = None) -> tuple[np.ndarray, bool]:
     """TIFF: tifffile for more than 8 bits a sample (it keeps them all), Pillow for the rest.
 
     MINISWHITE grey (0 is white) is inverted to the usual 0-is-black, as Pillow does for 8 bits:
     max - v for unsigned integers; float MINISWHITE has no obvious inverse and is refused.
+    ``data``: the file's bytes, already read (from object storage).
     """
     # What tifffile logs about a damaged file is caught by the boundary (guards.decoding).
     import tifffile
 
     guards.quiet_libtiff()
 
-    with tifffile.TiffFile(path) as tif:
+    with tifffile.TiffFile(path if data is None else io.BytesIO(data)) as tif:
         if len(tif.pages) != 1:
             raise InputError(path, f"has {len(tif.pages)} pages; only single images are supported")
         page = tif.pages[0]
@@ -577,7 +618,7 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
             tifffile.PHOTOMETRIC.MINISWHITE,
             tifffile.PHOTOMETRIC.RGB,
         ):
-            return _read_pillow(path, path, budget)
+            return _read_pillow(path if data is None else io.BytesIO(data), path, budget)
         inverted = photometric == tifffile.PHOTOMETRIC.MINISWHITE
         if inverted and is_float:
             raise InputError(path, "float MINISWHITE (0 is white) TIFF is not supported; store 0 as black")
@@ -602,23 +643,53 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
     return pixels, has_alpha
 
 
-def _read_npy(path: Path | str, budget: int, *, logits: bool, batch_dimensions: int = 4) -> np.ndarray:
+def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
+    """A .npy file's bytes as a memory-mapped file would be read: the header parsed, never
+    unpickled, and the size it claims checked against the bytes there are; a read-only view of
+    data, nothing copied yet."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in header:
+        raise InputError(path, f"cannot read .npy: format version {version[0]}.{version[1]} is not supported")
+    shape, fortran, dtype = header[version](stream)
+    if dtype.hasobject:
+        raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded")
+    count = int(np.prod(shape, dtype=object))
+    if count * dtype.itemsize > len(data) - stream.tell():
+        raise InputError(path, "cannot read .npy: its header claims more data than the file holds")
+    try:
+        array = np.frombuffer(data, dtype, count, stream.tell())
+    except ValueError as e:  # a dtype of no size, which a memory map refuses too
+        raise InputError(path, f"cannot read .npy: {e}") from None
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npy(
+    path: Path | str, budget: int, *, logits: bool, batch_dimensions: int = 4, data: bytes | None = None
+) -> np.ndarray:
     """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
-    allocated, and the pixel count and byte budget are checked before the data is read."""
+    allocated, and the pixel count and byte budget are checked before the data is read.
+    ``data``: the file's bytes, already read (from object storage), checked the same way."""
     # A damaged header raises whatever numpy's parser (Python's tokenizer) does: the boundary
     # reports it.
     with decoding(path, "cannot read .npy"):
-        try:
-            with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
-                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OverflowError, FloatingPointError):
-            problem = "its header claims a shape too large for any file"
-            raise InputError(path, f"cannot read .npy: {problem}") from None
-        except ValueError as e:
-            if "Python objects" not in str(e):
-                raise
-            raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded") from None
+        if data is not None:
+            mapped = _npy_from_bytes(data, path)
+        else:
+            try:
+                with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
+                    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OverflowError, FloatingPointError):
+                problem = "its header claims a shape too large for any file"
+                raise InputError(path, f"cannot read .npy: {problem}") from None
+            except ValueError as e:
+                if "Python objects" not in str(e):
+                    raise
+                raise InputError(
+                    path, "cannot read .npy: holds Python objects, which are never loaded"
+                ) from None
     if mapped.ndim == batch_dimensions:  # read as a batch (bce_eval.stacks), never loaded whole here
         raise InputError(
             path, f"has shape {mapped.shape}: a batch of {mapped.shape[0]} images, not one image"
@@ -691,12 +762,34 @@ def _read_rest(fd: int, head: bytes, limit: int, path: Path | str) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _sniff(path: Path | str, budget: int) -> tuple[Decoder | None, bytes]:
+def _format(head: bytes) -> Decoder | None:
+    """The decoder for what a file's first bytes say it is; None if they match no format we read."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if head[:4] in TIFF_SIGNATURES:
+        return "tiff"
+    if head.startswith(NPY_SIGNATURE):
+        return "npy"
+    if head.startswith(b"BM") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return "pillow"  # BMP, WebP
+    return None
+
+
+def _sniff(path: Path | str, budget: int, data: bytes | None = None) -> tuple[Decoder | None, bytes]:
     """The decoder for what the file's first bytes say it is (None if they match no format we
     read), and those bytes: all of the file for a PNG or a JPEG, which are decoded from memory.
 
     Opened without blocking and checked to be a regular file before a byte is read: a FIFO
-    would otherwise wait for a writer forever."""
+    would otherwise wait for a writer forever. ``data``: the whole file, already read (from
+    object storage); a PNG or JPEG larger than the budget is refused as a file on disk is."""
+    if data is not None:
+        sniffed = _format(data)
+        if sniffed in ("png", "jpeg") and len(data) > budget:
+            allowed = f"the {budget:,} bytes allowed per pair (--max-image-bytes)"
+            raise InputError(path, f"is larger than {allowed}")
+        return sniffed, data
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except (OSError, ValueError):
@@ -714,13 +807,7 @@ def _sniff(path: Path | str, budget: int) -> tuple[Decoder | None, bytes]:
         raise InputError(path, f"cannot be read: {e.strerror or e}") from None
     finally:
         os.close(fd)
-    if head[:4] in TIFF_SIGNATURES:
-        return "tiff", head
-    if head.startswith(NPY_SIGNATURE):
-        return "npy", head
-    if head.startswith(b"BM") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
-        return "pillow", head  # BMP, WebP
-    return None, head
+    return _format(head), head
 
 
 @dataclass(frozen=True)
@@ -741,12 +828,19 @@ def _default_budget() -> int:
 
 
 def decode(
-    path: Path | str, *, logits: bool = False, max_image_bytes: int | None = None, layout: str | None = None
+    path: Path | str,
+    *,
+    logits: bool = False,
+    max_image_bytes: int | None = None,
+    layout: str | None = None,
+    data: bytes | None = None,
 ) -> Decoded:
     """Read one file into its stored sample type; nothing is scaled yet.
 
     logits: the file holds logits (.npy float only). layout: the --layout of batch files; for
     "nchw", a 3-D .npy image is channels first (channels x height x width).
+    data: the file's bytes, already read (from object storage), decoded by the same decoders,
+    with the same integrity checks and byte budget, as a file on disk; path then only names it.
     max_image_bytes: the memory a pair of such images may take to evaluate (guards.pair_bytes),
     checked from the header before decoding; by default a share of the memory available
     (guards.default_max_image_bytes).
@@ -757,25 +851,27 @@ def decode(
     """
     budget = _default_budget() if max_image_bytes is None else max_image_bytes
     with decoding(path):
-        sniffed, head = _sniff(path, budget)
+        sniffed, head = _sniff(path, budget, data)
         decoder = sniffed or SUFFIX_DECODERS.get(os.path.splitext(path)[1].lower(), "pillow")
         has_alpha = False
         if logits and decoder != "npy":
             raise InputError(path, "with --logits, reconstructions must be .npy files of float logits")
         if decoder == "npy":
-            pixels = _read_npy(path, budget, logits=logits, batch_dimensions=3 if layout == "nhw" else 4)
+            batch_dimensions = 3 if layout == "nhw" else 4
+            pixels = _read_npy(path, budget, logits=logits, batch_dimensions=batch_dimensions, data=data)
             if logits and pixels.dtype.kind != "f":
                 raise InputError(path, f"with --logits, reconstructions must hold floats, not {pixels.dtype}")
             if layout == "nchw" and pixels.ndim == 3:
                 pixels = np.ascontiguousarray(np.moveaxis(pixels, 0, -1))  # summed as a file's would be
         elif decoder == "tiff":
-            pixels, has_alpha = _read_tiff(path, budget)
+            pixels, has_alpha = _read_tiff(path, budget, data)
         elif decoder == "png":
             pixels, has_alpha = _read_png(head, path, budget)
         elif decoder == "jpeg":
             pixels, has_alpha = _read_jpeg(head, path, budget)
         else:
-            pixels, has_alpha = _read_pillow(path, path, budget)
+            source = path if data is None else io.BytesIO(data)
+            pixels, has_alpha = _read_pillow(source, path, budget)
         return Decoded(_to_hwc(pixels, path), has_alpha)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +64,8 @@ class Report:
     arrays: dict[str, ArrayPair] | None = field(default=None, repr=False)
     layouts: tuple[str, ...] = ()  # of the batch files read (nhwc, nchw, nhw), stated in the summary
     version: int | None = None  # a report read back: its JSON format (reports.files.REPORT_FORMAT)
+    # The fsspec options its images' URLs were read with (object storage), to read them again.
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @cached_property
     def stats(self) -> Summary:
@@ -132,12 +134,18 @@ class Report:
         junit: str | os.PathLike[str] | None = None,
         html: str | os.PathLike[str] | None = None,
         html_top: int = 50,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the reports asked for ('-' is stdout), all replaced together or none: each goes
         to a temporary file beside its path, and they are renamed into place only once all are
         complete. ReportError (and the old reports left as they were) if one cannot be written.
-        ``html``: the page of ``to_html(top=html_top)``, made before any file is replaced."""
+        ``html``: the page of ``to_html(top=html_top)``, made before any file is replaced.
+
+        A path may be a URL (s3://...; fsspec, with ``storage_options``, by default the
+        report's): such a report is rendered in memory with the others, and put in one request
+        once the files are in place."""
         from .reports import ci, files
+        from .storage import is_url
 
         page = self.to_html(top=html_top) if html is not None else ""
         writers = {
@@ -146,7 +154,17 @@ class Report:
             junit: lambda out: ci.write_junit(self.view, out),
             html: lambda out: out.write(page),
         }
-        files.write_together([(os.fspath(p), w) for p, w in writers.items() if p is not None])
+        reports = [(os.fspath(p), w) for p, w in writers.items() if p is not None]
+        remote = [(p, w) for p, w in reports if is_url(p)]
+        if not remote:
+            files.write_together(reports)
+            return
+        from .storage import Storage
+
+        storage = Storage(self.storage_options if storage_options is None else storage_options)
+        rendered = storage.render(remote)
+        files.write_together([(p, w) for p, w in reports if not is_url(p)])
+        storage.put(rendered)
 
     def write_html(self, path: str | os.PathLike[str], *, top: int = 50) -> None:
         self.write(html=path, html_top=top)
@@ -230,6 +248,7 @@ def _plan(
     max_regression: float | None = None,
     baseline: str | os.PathLike[str] | Report | None = None,
     max_group_excess: float | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> _Plan:
     """Gates and baseline checked: OptionError or ReportError before any image is read."""
     thresholds = Thresholds(max_excess, max_image_excess, max_bce, max_regression, max_group_excess)
@@ -239,7 +258,11 @@ def _plan(
         raise OptionError("--max-group-excess", "needs --group-by to say what a group is")
     stored = None
     if baseline is not None:
-        stored = baseline if isinstance(baseline, Report) else read_report(baseline)
+        stored = (
+            baseline
+            if isinstance(baseline, Report)
+            else read_report(baseline, storage_options=storage_options)
+        )
         check_baseline(stored, settings)
     return _Plan(settings, thresholds, stored)
 
@@ -251,13 +274,17 @@ def _conclude(
     shard: tuple[int, int] | None = None,
     arrays: dict[str, ArrayPair] | None = None,
     layouts: tuple[str, ...] = (),
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """The summary, the baseline comparison and the gates' verdict over a run's results."""
     settings = plan.settings
     summary = Summary.of(images)
     comparison = compare_with_baseline(images, summary, settings, plan.baseline) if plan.baseline else None
     verdict = check(images, summary, settings, plan.thresholds, baseline=comparison)
-    report = Report(settings, images, verdict, shard, tuple(plan.notes), arrays=arrays, layouts=layouts)
+    report = Report(
+        settings, images, verdict, shard, tuple(plan.notes), arrays=arrays, layouts=layouts,
+        storage_options=storage_options,
+    )  # fmt: skip
     report.__dict__["stats"] = summary  # already computed: filled in as cached_property would
     return report
 
@@ -306,6 +333,8 @@ def compare(
     pairs: str | os.PathLike[str] | None = None,
     allow_outside: bool = False,
     layout: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    scheduler: str | Any | None = None,
     convention: Convention = "keras",
     eps: float = KERAS_EPSILON,
     logits: bool = False,
@@ -344,6 +373,11 @@ def compare(
     on stderr (or on the rich Console given) for runs longer than half a second.
     ``maps``: a folder for heat maps, drawn after the run (``Report.write_maps``).
 
+    ``targets``, ``recons``, ``pairs`` and ``baseline`` may be fsspec URLs (s3://, gs://,
+    az://, http(s)://, memory://, file://), opened with ``storage_options``. ``scheduler``
+    runs the evaluation on a Dask cluster: a scheduler's address (tcp://host:8786), "local"
+    for a LocalCluster on this machine, or a distributed.Client; the figures are the same.
+
     Raises OptionError (an option's value), ReportError (the baseline), BackendError (torch
     or the device) or InputError (the folders, batch files or the pair list) before any image
     is read; a pair that cannot be evaluated is a failed entry of ``Report.images``, not an
@@ -351,7 +385,8 @@ def compare(
     """
     from . import images
     from .engine import check_backend
-    from .stacks import layouts_read, plan_pairs
+    from .stacks import Plan, layouts_read, plan_pairs
+    from .storage import is_url
 
     settings = Settings.of(
         convention=convention, eps=eps, logits=logits, alpha=alpha, grayscale=grayscale,
@@ -361,16 +396,32 @@ def compare(
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
         max_regression=max_regression, baseline=baseline, max_group_excess=max_group_excess,
+        storage_options=storage_options,
     )  # fmt: skip
     shard_of_n = _shard(shard)
+    if scheduler is not None:
+        from .cluster import check_scheduler
+
+        check_scheduler(scheduler, plan.settings, workers)
     check_backend(plan.settings)
     _check_maps(maps, maps_top, maps_format)
-    # A shard selects the items of a batch by their own names: .npy batches are told from
-    # images by their headers first.
-    planned = plan_pairs(
-        Path(targets), Path(recons), recon_suffix=recon_suffix, pairs=pairs,
-        layouts=plan.settings.reading.layouts, sniff=shard_of_n is not None, allow_outside=allow_outside,
-    )  # fmt: skip
+    storage = None
+    if any(is_url(p) for p in (targets, recons, pairs)):  # object storage: files only, no batches
+        from .storage import Storage
+
+        storage = Storage(dict(storage_options or {}))
+        pairing = storage.pairing(
+            os.fspath(targets), os.fspath(recons), recon_suffix=recon_suffix,
+            pairs=None if pairs is None else os.fspath(pairs), allow_outside=allow_outside,
+        )  # fmt: skip
+        planned = Plan(list(pairing.pairs), pairing.ignored)
+    else:
+        # A shard selects the items of a batch by their own names: .npy batches are told from
+        # images by their headers first.
+        planned = plan_pairs(
+            Path(targets), Path(recons), recon_suffix=recon_suffix, pairs=pairs,
+            layouts=plan.settings.reading.layouts, sniff=shard_of_n is not None, allow_outside=allow_outside,
+        )  # fmt: skip
     total = sum(1 if isinstance(u, images.Pair) else u.pairs for u in planned.units)
     if not total:
         looked_for = ", ".join(images.SUFFIXES)
@@ -403,8 +454,15 @@ def compare(
         planned = replace(planned, units=kept)
         _note(plan, notes, f"shard {index}/{count}: {selected} of {total} pairs")
     batches: list[Batch] = []
-    results = _with_progress(_evaluate_units(planned.units, plan.settings, keep, batches), selected, progress)
-    report = _conclude(results, plan, shard=shard_of_n, layouts=layouts_read(batches))
+    results = _with_progress(
+        _evaluate_units(planned.units, plan.settings, keep, batches, storage=storage, scheduler=scheduler),
+        selected,
+        progress,
+    )
+    report = _conclude(
+        results, plan, shard=shard_of_n, layouts=layouts_read(batches),
+        storage_options=None if storage is None else storage.options,
+    )  # fmt: skip
     return _with_maps(report, maps, maps_top, maps_format, notes)
 
 
@@ -413,22 +471,26 @@ def _evaluate_units(
     settings: Settings,
     keep: Callable[[str], bool] | None,
     batches: list[Batch],
+    *,
+    storage: Any = None,
+    scheduler: Any = None,
 ) -> Iterator[ImageResult]:
-    """Results in the order of units: file pairs from the engine's workers, batches read and
-    scored here, item by item (``keep``: the items of a shard). Each batch evaluated is added
-    to ``batches``, those found in .npy files the workers could not read as images too."""
+    """Results in the order of units: file pairs from the engine's workers (or a Dask cluster,
+    ``scheduler``; from object storage, ``storage``), batches read and scored here, item by
+    item (``keep``: the items of a shard). Each batch evaluated is added to ``batches``, those
+    found in local .npy files the workers could not read as images too."""
     from .engine import evaluate
     from .images import Pair
 
     files = [u for u in units if isinstance(u, Pair)]
-    from_files = evaluate(files, settings) if files else iter(())
+    from_files = evaluate(files, settings, storage=storage, scheduler=scheduler) if files else iter(())
     for unit in units:
         if not isinstance(unit, Pair):
             batches.append(unit)
             yield from _evaluate_batch(unit, settings, keep)
             continue
         result = next(from_files)
-        found = _batch_files(unit, result, settings)
+        found = None if storage is not None else _batch_files(unit, result, settings)
         if found is None:
             yield result
             continue
@@ -694,14 +756,17 @@ def read_report(
     max_bce: float | None = None,
     baseline: str | os.PathLike[str] | Report | None = None,
     max_regression: float | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """A CSV or JSON report written by bce-eval, read back: its settings (a CSV report records
     only its unit), images and shard; ReportError if it cannot be read or is not one. Gates
     are not re-checked unless given: then they are checked on the report's own figures, as
-    ``compare`` checks them (``top``: how many worst images a view lists and a gate names)."""
+    ``compare`` checks them (``top``: how many worst images a view lists and a gate names).
+    ``path`` and ``baseline`` may be URLs, read with ``storage_options``, which the report
+    keeps to read its images again (maps, thumbnails)."""
     from .reports.files import read_report as read_file
 
-    loaded = read_file(path)
+    loaded = read_file(path, storage_options=storage_options)
     settings = loaded.settings
     if top is not None:
         settings = replace(settings, display=Display(settings.display.units, top))
@@ -709,7 +774,7 @@ def read_report(
     if any(x is not None for x in (max_excess, max_image_excess, max_bce, baseline, max_regression)):
         plan = _plan(
             settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
-            max_regression=max_regression, baseline=baseline,
+            max_regression=max_regression, baseline=baseline, storage_options=storage_options,
         )  # fmt: skip
         verdict = _conclude(loaded.images, plan).verdict
     return Report(
@@ -722,6 +787,7 @@ def read_report(
         settings_recorded=loaded.settings_recorded,
         layouts=loaded.layouts,
         version=loaded.version,
+        storage_options=storage_options,
     )
 
 
@@ -737,6 +803,7 @@ def merge(
     group_by: str | None = None,
     per_channel: bool = False,
     max_group_excess: float | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """Combine JSON reports (paths or Reports) of shards, or of runs over distinct images, into
     exactly the figures of a single run over all their images, with the gates asked for.
@@ -744,19 +811,23 @@ def merge(
     Totals come from each image's sums in nats and pixel counts, never from averages (for each
     channel too, where the reports have them). Refused (ReportError): reports made with other
     settings, an image listed twice, a missing or repeated shard, reports of format 1 beside
-    newer ones (their clipped counts mean another thing).
+    newer ones (their clipped counts mean another thing). Paths may be URLs, read with
+    ``storage_options``.
     """
     from .shards import merged_images
 
     Thresholds(max_excess, max_image_excess, max_bce, max_regression, max_group_excess)  # options first
     display = Display(top=top, group_by=group_by, per_channel=per_channel)
-    loaded = [r if isinstance(r, Report) else read_report(r) for r in reports]
+    loaded = [
+        r if isinstance(r, Report) else read_report(r, storage_options=storage_options) for r in reports
+    ]
     images = merged_images(loaded)
     first = loaded[0].settings
     settings = replace(first, display=replace(display, units=first.display.units))
     plan = _plan(
         settings, max_excess=max_excess, max_image_excess=max_image_excess, max_bce=max_bce,
         max_regression=max_regression, baseline=baseline, max_group_excess=max_group_excess,
+        storage_options=storage_options,
     )  # fmt: skip
     layouts = next((r.layouts for r in loaded if r.layouts), ())
-    return _conclude(images, plan, layouts=layouts)
+    return _conclude(images, plan, layouts=layouts, storage_options=storage_options)

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import InputError, ReportError
@@ -368,8 +368,10 @@ def _alive(pid: int) -> bool:
 def clean_stale(paths: Iterable[str | os.PathLike[str]]) -> None:
     """Remove the temporary files that a killed run left beside these reports (a process that
     no longer exists wrote them); best effort, silent."""
+    from ..storage import is_url
+
     for path in paths:
-        if os.fspath(path) == "-":
+        if os.fspath(path) == "-" or is_url(os.fspath(path)):  # a URL is written in one request
             continue
         target = Path(path)
         prefix = f".{target.name}."
@@ -614,7 +616,7 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON has")
 
 
-def _read_json(path: Path, text: str) -> Loaded:
+def _read_json(path: Path | str, text: str) -> Loaded:
     try:
         document = json.loads(text, parse_constant=_no_constant)
     except ValueError as e:
@@ -645,7 +647,7 @@ def _read_json(path: Path, text: str) -> Loaded:
     return Loaded(str(path), settings, results, shard, exact, True, version, layouts)
 
 
-def _read_csv(path: Path, text: str) -> Loaded:
+def _read_csv(path: Path | str, text: str) -> Loaded:
     try:
         rows = list(csv.DictReader(io.StringIO(text, newline="")))  # a quoted name may hold a newline
     except csv.Error as e:
@@ -692,16 +694,30 @@ def _read_regular(path: Path) -> bytes:
         raise ReportError(path, e.problem) from None
 
 
-def read_report(path: str | os.PathLike[str]) -> Loaded:
+def read_report(path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None) -> Loaded:
     """A CSV or JSON report written by bce-eval (JSON if the name ends in .json or the text is
-    an object); ReportError if it cannot be read or is not one."""
+    an object); ReportError if it cannot be read or is not one. A URL is read through fsspec,
+    with ``storage_options``."""
+    from ..storage import is_url
+
+    if is_url(path):
+        from ..storage import Storage
+
+        url = str(path)
+        data = Storage(storage_options or {}).read_bytes(url)
+        path = PurePosixPath(url.partition("://")[2])  # its suffix; messages name the URL
+        return _read_report_data(url, path.suffix, data)
     path = Path(path)
     data = _read_regular(path)
+    return _read_report_data(path, path.suffix, data)
+
+
+def _read_report_data(path: Path | str, suffix: str, data: bytes) -> Loaded:
     try:
         text, utf8 = data.decode("utf-8"), True
     except UnicodeDecodeError:  # a CSV report holds a name that is not UTF-8 as its bytes
         text, utf8 = data.decode("utf-8", REPORT_ERRORS), False
-    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+    if suffix.lower() == ".json" or text.lstrip().startswith("{"):
         if not utf8:  # JSON reports are ASCII
             raise ReportError(path, "not a bce-eval report (not UTF-8 text)")
         return _read_json(path, text)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..engine import ArrayPair
     from ..images import Pair
     from ..pipeline import Report
+    from ..storage import Storage
 
 MapsFormat = Literal["png", "npy"]
 MAPS_FORMATS: tuple[str, ...] = ("png", "npy")
@@ -306,6 +307,7 @@ class Job:
     excess_sum: float  # nats, as the run measured it
     stem: str | None = None  # its files' path under the maps folder, without the ending
     thumbnail: bool = False
+    storage: Storage | None = None  # to fetch its files when they are URLs (object storage)
 
 
 @dataclass(frozen=True)
@@ -325,7 +327,7 @@ def _checked(job: Job, settings: Settings) -> tuple[np.ndarray, np.ndarray, Pair
     any more, or they no longer give the excess the run measured (changed since)."""
     from ..engine import prepare
 
-    pair = prepare(job.source, settings)
+    pair = prepare(job.source, settings, job.storage)
     if isinstance(pair, str):
         return pair
     try:
@@ -447,6 +449,15 @@ def _sources(report: Report, results: Sequence[ImageResult]) -> list[Pair | Arra
     return [arrays[r.name] if arrays is not None else Pair(r.name, r.target, r.recon) for r in results]
 
 
+def _storage(report: Report, results: Sequence[ImageResult]) -> Storage | None:
+    """What reads the pairs' files again when any is a URL (with the report's fsspec options)."""
+    from ..storage import Storage, is_url
+
+    if report.arrays is None and any(is_url(p) for r in results for p in (r.target, r.recon)):
+        return Storage(report.storage_options)
+    return None
+
+
 def _run(function: Any, jobs: list[Job], report: Report) -> list[Any]:
     from ..engine import each_chunk
 
@@ -499,8 +510,9 @@ def write_maps(
     evaluated = [r for r in report.images if r.ok]
     chosen = evaluated if top is None else worst(evaluated, top)
     paths = stems([r.name for r in chosen])
+    storage = _storage(report, chosen)
     jobs = [
-        Job(r.name, source, r.sums.excess, paths[r.name])  # type: ignore[union-attr]  # evaluated
+        Job(r.name, source, r.sums.excess, paths[r.name], storage=storage)  # type: ignore[union-attr]
         for r, source in zip(chosen, _sources(report, chosen), strict=True)
     ]
     try:
@@ -536,8 +548,9 @@ def thumbnails(
     """Thumbnails of these evaluated pairs for the HTML page, the report's map scale (fixed
     here if no maps were drawn before), and a line for each pair left out."""
     chosen = [r for r in results if r.ok]
+    storage = _storage(report, chosen)
     jobs = [
-        Job(r.name, source, r.sums.excess, thumbnail=True)  # type: ignore[union-attr]  # evaluated
+        Job(r.name, source, r.sums.excess, thumbnail=True, storage=storage)  # type: ignore[union-attr]
         for r, source in zip(chosen, _sources(report, chosen), strict=True)
     ]
     looked: list[Looked] = _run(look, jobs, report) if jobs else []
