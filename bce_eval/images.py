@@ -469,6 +469,10 @@ def _read_pillow(source: Path | str | io.BytesIO, path: Path | str, budget: int)
     refused after the header is parsed and before the pixels are decoded if it is too large."""
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(source, io.BytesIO):
+        # From memory, never a path: Pillow maps a raw image straight from a file, skipping its
+        # check that the image's strips lie inside it (a TIFF whose RowsPerStrip was damaged).
+        source = io.BytesIO(_whole_file(source, budget))
     try:
         im = Image.open(source)
     except UnidentifiedImageError:
@@ -671,6 +675,15 @@ def _read_rest(fd: int, head: bytes, limit: int, path: Path | str) -> bytes:
         if total > limit:
             raise InputError(path, f"is larger than the {limit:,} bytes allowed per pair (--max-image-bytes)")
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _whole_file(path: Path | str, budget: int) -> bytes:
+    """All of a file that _sniff found to be a regular file, refused past budget bytes."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        return _read_rest(fd, b"", budget, path)
+    finally:
+        os.close(fd)
 
 
 def _sniff(path: Path | str, budget: int) -> tuple[Decoder | None, bytes]:
