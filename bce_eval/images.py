@@ -548,6 +548,11 @@ def _read_tiff(path: Path | str, budget: int) -> tuple[np.ndarray, bool]:
             ("sampleformat", "SampleFormat"),
         ):
             _tiff_number(getattr(page, field), tag, path)
+        size = tif.filehandle.size
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if offset + count > size:  # Pillow would read a raw strip without looking at its length
+                strip = f"a strip of {count:,} bytes at {offset:,}"
+                raise InputError(path, f"cannot decode: damaged TIFF: {strip} runs past its end")
         compression = getattr(page.compression, "name", str(page.compression))
         is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
         if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
