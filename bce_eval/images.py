@@ -519,6 +519,10 @@ def _read_pillow(source: Path | str | io.BytesIO, path: Path | str, budget: int)
     refused after the header is parsed and before the pixels are decoded if it is too large."""
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(source, io.BytesIO):
+        # From memory, never a path: Pillow maps a raw image straight from a file, skipping its
+        # check that the image's strips lie inside it (a TIFF whose RowsPerStrip was damaged).
+        source = io.BytesIO(_whole_file(source, budget))
     try:
         im = Image.open(source)
     except UnidentifiedImageError:
@@ -595,6 +599,11 @@ def _read_tiff(path: Path | str, budget: int, data: bytes | None = None) -> tupl
             ("sampleformat", "SampleFormat"),
         ):
             _tiff_number(getattr(page, field), tag, path)
+        size = tif.filehandle.size
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if offset + count > size:  # Pillow would read a raw strip without looking at its length
+                strip = f"a strip of {count:,} bytes at {offset:,}"
+                raise InputError(path, f"cannot decode: damaged TIFF: {strip} runs past its end")
         compression = getattr(page.compression, "name", str(page.compression))
         is_float = page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP
         if page.sampleformat == tifffile.SAMPLEFORMAT.INT:
@@ -760,6 +769,15 @@ def _read_rest(fd: int, head: bytes, limit: int, path: Path | str) -> bytes:
         if total > limit:
             raise InputError(path, f"is larger than the {limit:,} bytes allowed per pair (--max-image-bytes)")
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _whole_file(path: Path | str, budget: int) -> bytes:
+    """All of a file that _sniff found to be a regular file, refused past budget bytes."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        return _read_rest(fd, b"", budget, path)
+    finally:
+        os.close(fd)
 
 
 def _format(head: bytes) -> Decoder | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,9 @@ CASES = int(os.environ.get("BCE_EVAL_FUZZ_CASES", "3000"))
 # bombs are refused whatever memory this machine has.
 BUDGET = 8 * (1 << 30) // 8
 HANG_SECONDS = 20
+OWN_LINE = re.compile(
+    r"[\d,]+ of [\d,]+ pairs? could not be evaluated|shard \d+/\d+: .*|\.\.\. and [\d,]+ more like this"
+)
 BOMB_SECONDS = 1.0
 
 
@@ -183,7 +187,14 @@ def run_processes(
         tally.hangs.append(f"run over {folder}")
         return []
     stderr = done.stderr.decode("utf-8", "backslashreplace")
-    if done.returncode not in (0, 2) or "Traceback" in stderr or "Warning:" in stderr:
+    # bce-eval's own lines on stderr; anything else (a traceback, a Python warning, a library's
+    # message) is stray. An error line may quote a decoder ("damaged JPEG: Warning: ...").
+    stray = [
+        line
+        for line in stderr.splitlines()
+        if not line.startswith(("error: ", "note: ", "warning: ", "hint: ")) and not OWN_LINE.fullmatch(line)
+    ]
+    if done.returncode not in (0, 2) or stray:
         tally.tracebacks.append(f"run over {folder}: exit {done.returncode}\n{stderr[-3000:]}")
         return [done.returncode]
     with report.open(encoding="utf-8") as f:

@@ -219,3 +219,16 @@ def test_stale_partial_files_of_a_killed_run_are_cleaned(folders: tuple[Path, Pa
     live.write_text("{")
     assert invoke("compare", targets, recons, "--json", tmp_path / "r.json").exit_code == 0
     assert not dead.exists() and live.exists()
+
+
+def test_no_line_of_the_human_summary_starts_a_workflow_command(tmp_path: Path) -> None:
+    """In a CI log (stdout not a terminal) names are never wrapped, so a name holding
+    " ::error::X" cannot start a line that a GitHub runner would take as a command."""
+    names = ["x" * 70 + " ::error::X", "y ::warning::Y"]
+    for i, name in enumerate(names):
+        write_image(tmp_path / "t" / f"{name}.png", np.full((2, 2), 10 * i, np.uint8))
+        write_image(tmp_path / "r" / f"{name}.png", np.full((2, 2), 10 * i + 5, np.uint8))
+    result = invoke("compare", tmp_path / "t", tmp_path / "r", "--format", "github", "--max-excess", "0")
+    assert result.exit_code == 1
+    commands = [line for line in result.stdout.splitlines() if line.lstrip().startswith("::")]
+    assert commands and all(line.startswith(("::error title=", "::notice title=")) for line in commands)
