@@ -33,8 +33,6 @@ except ImportError:  # pragma: no cover - older Typer
     from click import exceptions as click_errors  # type: ignore[no-redef]
 from typer.core import TyperCommand, TyperGroup
 
-from .reports.ci import plural
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -446,6 +444,7 @@ def _render(
     then the error, and the exit code is 2. Maps come first: they fix the scale the HTML
     page's maps share."""
     from .errors import ReportError
+    from .reports.ci import plural
     from .reports.text import print_summary
 
     unwritten = None
