@@ -32,6 +32,7 @@ from ..errors import printable
 from ..model import worst
 from .ci import baseline_line, describe, fmt
 from .files import settings_json
+from .text import clipped_note
 from .view import ImageRow, View
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def _summary(view: View) -> str:
         ("", fmt(o.excess_p95), "95th percentile"),
         ("", fmt(o.excess_max), "max"),
         ("Worst image", esc(o.worst) if o.worst is not None else "-", ""),
-        ("Clipped preds", f"{o.clipped:,}", f"of {o.pixels:,}, moved into range by the convention"),
+        ("Clipped preds", f"{o.clipped:,}", esc(f"of {o.pixels:,}, {clipped_note(view)}")),
     ]
     body = "".join(f"<tr><th>{a}</th><td class=num>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
     return (

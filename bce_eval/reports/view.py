@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..metrics import Sums
 from ..model import ImageResult, Settings, Summary, channel_names, group_of, groups, worst
@@ -271,3 +271,46 @@ class View:
     @cached_property
     def failed(self) -> list[ImageRow]:
         return [self.row(r) for r in self.results if not r.ok]
+
+    def breakdowns(self) -> list[Breakdown]:
+        """The per-group and per-channel tables, where the run has them (for the HTML page)."""
+        per = f"{self.units} per pixel"
+        tables = []
+        if self.groups:
+            tables.append(
+                Breakdown(
+                    f"By group ({per})",
+                    ("group", "pairs", "failed", "BCE", "H", "excess", "median", "max"),
+                    [
+                        (
+                            g.group,
+                            f"{g.pairs:,}",
+                            f"{g.failed:,}",
+                            g.bce,
+                            g.entropy,
+                            g.excess,
+                            g.excess_median,
+                            g.excess_max,
+                        )
+                        for g in self.groups
+                    ],
+                )
+            )
+        if len(self.channels) > 1:
+            tables.append(
+                Breakdown(
+                    f"By channel ({per})",
+                    ("channel", "values", "BCE", "H", "excess"),
+                    [(c.channel, f"{c.pixels:,}", c.bce, c.entropy, c.excess) for c in self.channels],
+                )
+            )
+        return tables
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A further table of the figures: a title, column names and rows of text or numbers."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
