@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from ..gates import Verdict
 
 
+def scaled(s: Sums, k: float) -> tuple[float, float, float, float, float, float]:
+    """The means per pixel (NaN without pixels) and the sums of BCE, entropy and excess, in
+    display units (k: the multiplier from nats): the figures every row of a view shows."""
+    n = s.pixels
+    means = (s.bce / n * k, s.entropy / n * k, s.excess / n * k) if n else (math.nan,) * 3
+    return (*means, s.bce * k, s.entropy * k, s.excess * k)
+
+
 @dataclass(frozen=True)
 class ChannelRow:
     """One channel's figures in display units (R, G, B, A, grey or an index): of one image,
@@ -38,11 +46,7 @@ class ChannelRow:
 
     @classmethod
     def of(cls, channel: str, s: Sums, k: float) -> ChannelRow:
-        mean = (lambda x: x / s.pixels * k) if s.pixels else (lambda x: math.nan)
-        return cls(
-            channel, s.pixels, mean(s.bce), mean(s.entropy), mean(s.excess),
-            s.bce * k, s.entropy * k, s.excess * k, s.clipped, s,
-        )  # fmt: skip
+        return cls(channel, s.pixels, *scaled(s, k), s.clipped, s)
 
 
 @dataclass(frozen=True)
@@ -138,17 +142,18 @@ class View:
     @cached_property
     def overall(self) -> Overall:
         s, t, k = self.summary, self.summary.totals, self.scale
+        bce, entropy, excess, bce_sum, entropy_sum, excess_sum = scaled(t, k)
         return Overall(
             units=self.units,
             pairs=s.pairs,
             failed=s.failed,
             pixels=t.pixels,
-            bce=s.mean("bce") * k,
-            entropy=s.mean("entropy") * k,
-            excess=s.mean("excess") * k,
-            bce_sum=t.bce * k,
-            entropy_sum=t.entropy * k,
-            excess_sum=t.excess * k,
+            bce=bce,
+            entropy=entropy,
+            excess=excess,
+            bce_sum=bce_sum,
+            entropy_sum=entropy_sum,
+            excess_sum=excess_sum,
             clipped=t.clipped,
             excess_median=s.excess_median * k,
             excess_p95=s.excess_p95 * k,
@@ -191,12 +196,7 @@ class View:
             result.recon,
             result.shape,
             s.pixels,
-            result.mean("bce") * k,
-            result.mean("entropy") * k,
-            result.mean("excess") * k,
-            s.bce * k,
-            s.entropy * k,
-            s.excess * k,
+            *scaled(s, k),
             s.clipped,
             None,
             None,
@@ -232,12 +232,7 @@ class View:
                     s.pairs,
                     s.failed,
                     t.pixels,
-                    s.mean("bce") * k,
-                    s.mean("entropy") * k,
-                    s.mean("excess") * k,
-                    t.bce * k,
-                    t.entropy * k,
-                    t.excess * k,
+                    *scaled(t, k),
                     t.clipped,
                     s.excess_median * k,
                     s.excess_max * k,
