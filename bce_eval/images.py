@@ -652,11 +652,9 @@ def _read_tiff(path: Path | str, budget: int, data: bytes | None = None) -> tupl
     return pixels, has_alpha
 
 
-def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
-    """A .npy file's bytes as a memory-mapped file would be read: the header parsed, never
-    unpickled, and the size it claims checked against the bytes there are; a read-only view of
-    data, nothing copied yet."""
-    stream = io.BytesIO(data)
+def _npy_header(stream: Any, path: Path | str, available: int) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """A .npy header read from stream, never unpickled: (shape, fortran order, dtype, values),
+    with the data it claims checked against the ``available`` bytes after the stream's position."""
     version = np.lib.format.read_magic(stream)
     header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     if version not in header:
@@ -665,50 +663,67 @@ def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
     if dtype.hasobject:
         raise InputError(path, "cannot read .npy: holds Python objects, which are never loaded")
     count = int(np.prod(shape, dtype=object))
-    if count * dtype.itemsize > len(data) - stream.tell():
+    if count * dtype.itemsize > available - stream.tell():
         raise InputError(path, "cannot read .npy: its header claims more data than the file holds")
-    try:
-        array = np.frombuffer(data, dtype, count, stream.tell())
-    except ValueError as e:  # a dtype of no size, which a memory map refuses too
-        raise InputError(path, f"cannot read .npy: {e}") from None
+    if dtype.itemsize == 0:  # a dtype of no size, which NumPy cannot lay out
+        raise InputError(path, f"cannot read .npy: its sample type {dtype} has no size")
+    return shape, fortran, dtype, count
+
+
+def _npy_from_bytes(data: bytes, path: Path | str) -> np.ndarray:
+    """A .npy file's bytes as a file would be read: the header parsed, never unpickled, and the
+    size it claims checked against the bytes there are; a read-only view of data, nothing copied."""
+    stream = io.BytesIO(data)
+    shape, fortran, dtype, count = _npy_header(stream, path, len(data))
+    array = np.frombuffer(data, dtype, count, stream.tell())
     return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _check_npy_shape(
+    path: Path | str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    budget: int,
+    *,
+    logits: bool,
+    batch_dimensions: int,
+) -> None:
+    """An array's shape and size checked before its data is read."""
+    if len(shape) == batch_dimensions:  # read as a batch (bce_eval.stacks), never loaded whole here
+        raise InputError(path, f"has shape {shape}: a batch of {shape[0]} images, not one image")
+    if len(shape) not in (2, 3):
+        raise InputError(path, f"has shape {shape}; expected (height, width) or (height, width, channels)")
+    _check_size(path, tuple(shape), dtype.itemsize, budget, logits=logits)
 
 
 def _read_npy(
     path: Path | str, budget: int, *, logits: bool, batch_dimensions: int = 4, data: bytes | None = None
 ) -> np.ndarray:
-    """A .npy array, never unpickled. It is memory-mapped first, so a header that claims more
+    """A .npy array, never unpickled. Its header is read first, so that a header that claims more
     data than the file holds (a forged shape of terabytes) is refused before anything is
-    allocated, and the pixel count and byte budget are checked before the data is read.
-    ``data``: the file's bytes, already read (from object storage), checked the same way."""
+    allocated, and the pixel count and byte budget are checked before the data is read; the
+    data is then read once, straight into the array. ``data``: the file's bytes, already read
+    (from object storage), checked the same way."""
     # A damaged header raises whatever numpy's parser (Python's tokenizer) does: the boundary
     # reports it.
     with decoding(path, "cannot read .npy"):
         if data is not None:
-            mapped = _npy_from_bytes(data, path)
-        else:
-            try:
-                with np.errstate(over="raise"):  # numpy sizes the mapping with integer scalars
-                    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OverflowError, FloatingPointError):
-                problem = "its header claims a shape too large for any file"
-                raise InputError(path, f"cannot read .npy: {problem}") from None
-            except ValueError as e:
-                if "Python objects" not in str(e):
-                    raise
-                raise InputError(
-                    path, "cannot read .npy: holds Python objects, which are never loaded"
-                ) from None
-    if mapped.ndim == batch_dimensions:  # read as a batch (bce_eval.stacks), never loaded whole here
-        raise InputError(
-            path, f"has shape {mapped.shape}: a batch of {mapped.shape[0]} images, not one image"
-        )
-    if mapped.ndim not in (2, 3):  # refused before its data is read
-        raise InputError(
-            path, f"has shape {mapped.shape}; expected (height, width) or (height, width, channels)"
-        )
-    _check_size(path, tuple(mapped.shape), mapped.dtype.itemsize, budget, logits=logits)
-    return np.array(mapped)
+            array = _npy_from_bytes(data, path)
+            _check_npy_shape(
+                path, array.shape, array.dtype, budget, logits=logits, batch_dimensions=batch_dimensions
+            )
+            return np.array(array)
+        try:
+            file = open(os.open(path, _OPEN_FLAGS), "rb")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise InputError(path, f"cannot be read: {e.strerror or e}") from None
+        with file:
+            shape, fortran, dtype, count = _npy_header(file, path, os.fstat(file.fileno()).st_size)
+            _check_npy_shape(path, shape, dtype, budget, logits=logits, batch_dimensions=batch_dimensions)
+            array = np.empty(count, dtype)
+            if file.readinto(array.view(np.uint8)) != array.nbytes:  # the file shrank meanwhile
+                raise InputError(path, "cannot read .npy: the file is shorter than its header claims")
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def _wider_than_float64(dtype: np.dtype, path: Path | str) -> InputError:

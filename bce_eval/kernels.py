@@ -1,11 +1,18 @@
 """BCE, entropy and excess sums of one image pair in its stored sample types, fast and exact.
 
-``metrics.sums`` computes about 60 full-size float64 arrays per image (120-130 ns a value); this
-module computes the same figures block by block (a few float64 buffers that stay in cache), with
-NumPy alone and far fewer passes, at a few ns a value (images of up to ``SMALL`` values, where
-the fixed costs would match that, go to metrics.sums whole). The figures agree with metrics.sums
-to about 1e-13 relative; the order of summation differs, and each value's terms are computed in
-another exact form:
+``metrics.sums`` computes about 60 full-size float64 arrays per image (120-130 ns a value). This
+module computes the same figures in one of two ways, both within about 1e-13 of it, relative
+(the order of summation differs, and each value's terms are computed in another exact form):
+
+- the compiled kernel, ``bce_eval/_kernel.c``, when it is built (the wheels carry it): one fused
+  pass over the stored values, vectorised, at 2 to 4 ns a value. Each value's excess is
+  y g(p / y) + (1 - y) g((1 - p) / (1 - y)), g(r) = r - 1 - log r, as metrics.pixel_maps has it;
+  the terms are non-negative, so their sum keeps its relative precision. The few values it leaves
+  (the torch convention's floored logs, logits beyond +-600, float targets below 1e-300) are
+  scored by ``metrics.pixel_maps`` itself. See ``_compiled_sums``.
+- NumPy blocks otherwise (``_blocks_sums``), a few float64 buffers that stay in cache, at 6 to
+  12 ns a value; images of up to ``SMALL`` values, where the fixed costs would match that, go to
+  metrics.sums whole. It works as follows.
 
 - Only the excess is computed per value. BCE = H + excess holds value by value, so the BCE sum
   is the entropy sum plus the excess sum; for 8- and 16-bit targets the entropy sum is the
@@ -26,8 +33,8 @@ another exact form:
   Where sigmoid(x) comes within about 1e-7 of y, no float64 path is exact to 1e-12 (this one and
   metrics.sums differ there): p is known to a few ulp, so the excess, O(d^2), to a few ulp / d.
 
-NumPy alone, on purpose: numexpr (about 30 ns a value) and a numba loop (about 15 ns, and 0.3 to
-0.5 s of import and cached load in every process) were slower here (benchmarks/README.md).
+numexpr (about 30 ns a value) and a numba loop (about 15 ns, and 0.3 to 0.5 s of import and
+cached load in every process) were slower than the NumPy blocks here (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ import numpy as np
 
 from . import metrics
 from .metrics import KERAS_EPSILON, Convention, Sums
+
+try:
+    from . import _kernel  # type: ignore[attr-defined]
+except ImportError:  # not compiled here: the NumPy blocks score every pair
+    _kernel = None
 
 # Values per block: six float64 buffers of it (384 KiB) stay in an L2 cache of 512 KiB or more;
 # blocks of 16,384 and 32,768 values measured within 5 % of it here.
@@ -234,12 +246,14 @@ def image_sums(
     eps: float = KERAS_EPSILON,
     convention: Convention = "keras",
     from_logits: bool = False,
+    compiled: bool = True,
 ) -> Sums:
     """``metrics.sums`` of one pair of NumPy images in their stored sample types.
 
     target: uint8 (k / 255), uint16 (k / 65535) or float in [0, 1]; pred: the same kinds, or
     float logits. Values outside [0, 1] (non-finite logits) raise metrics.ValueOutOfRange, with
-    the index of the first, as metrics.sums does.
+    the index of the first, as metrics.sums does. compiled=False takes the NumPy blocks even
+    where the compiled kernel is built (``COMPILED`` says whether it is).
 
     >>> y, p = np.array([[0, 128, 255]], np.uint8), np.array([[0.1, 0.5, 0.8]], np.float32)
     >>> fast, direct = image_sums(y, p), metrics.sums(y / 255, p)
@@ -252,6 +266,10 @@ def image_sums(
         raise ValueError(f"eps must be in (0, 0.5), not {eps!r}")
     if target.shape != pred.shape:
         raise ValueError(f"target shape {target.shape} and pred shape {pred.shape} differ")
+    if not target.dtype.isnative:  # as a big-endian .npy or TIFF holds them
+        target = target.astype(target.dtype.newbyteorder("="))
+    if not pred.dtype.isnative:
+        pred = pred.astype(pred.dtype.newbyteorder("="))
     for array in (target, pred):
         if array.dtype not in LEVELS and array.dtype.kind != "f":
             raise TypeError(f"unsupported sample type {array.dtype}: use uint8, uint16 or float")
@@ -259,6 +277,62 @@ def image_sums(
         raise TypeError(f"logits must be floats, not {pred.dtype}")
     if target.size == 0:
         return Sums(0, 0.0, 0.0, 0.0, 0)
+    if compiled and _kernel is not None and target.dtype.itemsize <= 8 and pred.dtype.itemsize <= 8:
+        return _compiled_sums(target, pred, eps, convention, from_logits)
+    return _blocks_sums(target, pred, eps, convention, from_logits)
+
+
+COMPILED = _kernel is not None
+# The compiled kernel's modes.
+_MODES = {"keras": 0, "torch": 1}
+_LOGITS_MODE = 2
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """The values as one C-contiguous row of a type the compiled kernel reads (uint8, uint16,
+    float32, float64): a view where the array is one already; float16 is widened to float32,
+    exactly."""
+    if array.dtype.kind == "f" and array.dtype.itemsize < 4:
+        array = array.astype(np.float32)
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def _compiled_sums(
+    target: np.ndarray, pred: np.ndarray, eps: float, convention: Convention, from_logits: bool
+) -> Sums:
+    """image_sums by the compiled kernel, with the values it leaves scored by metrics.pixel_maps."""
+    levels, values = _native(target), _native(pred)
+    mode = _LOGITS_MODE if from_logits else _MODES[convention]
+    target_scale, pred_scale = LEVELS.get(target.dtype), LEVELS.get(pred.dtype)
+    table = level_entropy(target_scale) if target_scale else None
+    excess, entropy, clipped, invalid, special = _kernel.excess_sums(
+        levels, values, mode, eps, 1 - eps, table
+    )
+    if invalid:  # raised here as metrics.sums raises it, with the index of the first bad value
+        if target_scale is None:
+            _check(target, "target")
+        if pred_scale is None:
+            _check(pred, "pred", logits=from_logits)
+        raise AssertionError("the compiled kernel found a value out of range that the check did not")
+    bce = entropy + excess
+    if special:
+        where = np.frombuffer(special, dtype=np.int64)
+        y, p = _as_float64(levels[where], target_scale), _as_float64(values[where], pred_scale)
+        settings: dict[str, Any] = {"eps": eps, "convention": convention, "from_logits": from_logits}
+        for i in range(0, where.size, BLOCK):  # in blocks, so that the temporaries stay in cache
+            maps = metrics.pixel_maps(y[i : i + BLOCK], p[i : i + BLOCK], **settings)
+            entropy += float(maps.entropy.sum())
+            excess += float(maps.excess.sum())
+            bce += float(maps.bce.sum())
+            if from_logits or convention != "keras":  # the kernel counted keras' clipped values
+                clipped += int(maps.clipped.sum())
+    return Sums(levels.size, bce, entropy, excess, clipped)
+
+
+def _blocks_sums(
+    target: np.ndarray, pred: np.ndarray, eps: float, convention: Convention, from_logits: bool
+) -> Sums:
+    """image_sums by NumPy blocks."""
     if target.size <= SMALL:
         y, p = _as_float64(target, LEVELS.get(target.dtype)), _as_float64(pred, LEVELS.get(pred.dtype))
         return metrics.sums(y, p, eps=eps, convention=convention, from_logits=from_logits)

@@ -24,11 +24,13 @@ reconstruction as a network writes it (bench_engine.py's npy256 set), and varian
 
 1. bce_eval.metrics.sums on the float64 arrays the engine used to make (the / 255 and the
    float32 -> float64 copy inside the timing);
-5. bce_eval.kernels.image_sums on the stored arrays: what the engine uses;
+5. bce_eval.kernels.image_sums on the stored arrays by its NumPy blocks (compiled=False): what
+   the engine uses where the compiled kernel is not built;
+8. bce_eval.kernels.image_sums by the compiled kernel (bce_eval/_kernel.c): what the engine uses;
 6. numexpr (if installed): the same direct form and series in one expression, one thread;
 7. numba (if installed): one fused loop over the values, compiled with cache=True; its import,
    first compile and cached start in a fresh process are shown apart.
-Rows 6 and 7 have no exact path for saturated values, so all three run on a copy of the pair with
+Rows 6 and 7 have no exact path for saturated values, so they run on a copy of the pair with
 p in [0.002, 0.998] and target levels in [1, 254] ("clean"), beside row 1 on the same copy.
 
 Times are the best of 5 rounds of enough calls to take about 0.1 s each, in one thread, as CPU
@@ -369,21 +371,34 @@ def as_float64(a: np.ndarray) -> np.ndarray:
 
 
 def measure_stored(numba_fused: Callable[..., Any] | None, numexpr_run: Callable[..., Any] | None) -> None:
-    print(f"  {'pair':<46} {'1 ns/value':>10} {'5 ns/value':>10} {'x 1':>6}  {'max rel diff 5 vs 1':>19}")
+    compiled = stored_kernels.COMPILED
+    print(
+        f"  {'pair':<46} {'1 ns/value':>10} {'5 ns/value':>10} {'8 ns/value':>10} {'x 1':>6}"
+        f"  {'max rel diff 8 vs 1':>19}"
+    )
     for title, target, pred, settings in stored_pairs():
         direct = metrics.sums(as_float64(target), as_float64(pred), **settings)
-        fast = stored_kernels.image_sums(target, pred, **settings)
+        fast = stored_kernels.image_sums(target, pred, compiled=compiled, **settings)
         difference = max(
             abs(getattr(fast, f) - getattr(direct, f)) / abs(getattr(direct, f))
             for f in ("bce", "entropy", "excess")
         )
         before = seconds_per_call(lambda: metrics.sums(as_float64(target), as_float64(pred), **settings))  # noqa: B023
-        after = seconds_per_call(lambda: stored_kernels.image_sums(target, pred, **settings))  # noqa: B023
-        n = target.size
-        print(
-            f"  {title:<46} {before / n * 1e9:10.2f} {after / n * 1e9:10.2f} {before / after:6.1f}"
-            f"  {difference:19.1e}"
+        blocks = seconds_per_call(lambda: stored_kernels.image_sums(target, pred, compiled=False, **settings))  # noqa: B023
+        after = (
+            seconds_per_call(lambda: stored_kernels.image_sums(target, pred, **settings))  # noqa: B023
+            if compiled
+            else None
         )
+        n = target.size
+        best = after or blocks
+        print(
+            f"  {title:<46} {before / n * 1e9:10.2f} {blocks / n * 1e9:10.2f} "
+            + (f"{after / n * 1e9:10.2f}" if after else f"{'-':>10}")
+            + f" {before / best:6.1f}  {difference:19.1e}"
+        )
+    if not compiled:
+        print("  (bce_eval._kernel is not built here: row 8 skipped, and its columns are the NumPy blocks')")
     # The means compared, on the clean copy of the first pair (no saturated value, no y = 0 or 1).
     _, target, pred, _ = stored_pairs()[0]
     target = np.clip(target, 1, 254).reshape(-1)
@@ -394,12 +409,19 @@ def measure_stored(numba_fused: Callable[..., Any] | None, numexpr_run: Callable
             "1  metrics.sums, float64 inputs",
             lambda: metrics.sums(target / np.float64(255), pred.astype(np.float64)),
         ),
-        ("5  kernels.image_sums (NumPy, blocks)", lambda: stored_kernels.image_sums(target, pred)),
+        (
+            "5  kernels.image_sums (NumPy, blocks)",
+            lambda: stored_kernels.image_sums(target, pred, compiled=False),
+        ),
     ]
     if numexpr_run:
         rows.append(("6  numexpr, one expression, blocks", lambda: numexpr_run(target, pred, entropy)))
     if numba_fused:
         rows.append(("7  numba, fused loop", lambda: numba_fused(target, pred, entropy, 1e-7, NEAR)))
+    if stored_kernels.COMPILED:
+        rows.append(
+            ("8  kernels.image_sums (compiled, _kernel.c)", lambda: stored_kernels.image_sums(target, pred))
+        )
     print(f"\n  clean copy of the npy256 pair, {target.size:,} values")
     print(f"  {'kernel':<46} {'ns/value':>10} {'x 1':>6}  {'max rel diff vs 1':>19}")
     reference = as_figures(rows[0][1]())

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bce_eval.report import Settings
+from bce_eval.model import Settings
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 from bce_eval import engine, metrics

@@ -16,7 +16,7 @@ import pytest
 
 from bce_eval import engine, metrics
 from bce_eval.images import pair_folders
-from bce_eval.model import ImageResult, Settings
+from bce_eval.model import ImageResult, Settings, total
 
 from .conftest import write_image
 
@@ -155,20 +155,42 @@ def test_only_a_window_of_work_is_in_flight() -> None:
         assert list(results) == list(range(1, 1000))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_torch_backend_batches_give_the_numpy_figures(
-    folders: tuple[Path, Path], rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+    folders: tuple[Path, Path], rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    """The GPU path (batches moved to the device, scored there by torch), run on the CPU device:
+    with --device cpu, the command takes the NumPy backend's path instead (engine.runs_torch)."""
     pytest.importorskip("torch")
     pairs = _folder_of_pairs(folders, rng, 24)
     expected = list(engine.evaluate(pairs, Settings(), workers=1))
     monkeypatch.setattr(engine, "_BATCH_VALUES", 2000)  # several batches, some split mid-way
-    got = list(engine.evaluate(pairs, Settings.of(backend="torch"), workers=2))
+    monkeypatch.setattr(engine, "runs_torch", lambda settings: settings.execution.backend == "torch")
+    got = list(engine.evaluate(pairs, Settings.of(backend="torch"), workers=workers))
     assert [r.name for r in got] == [r.name for r in expected]
     assert [r.error for r in got] == [r.error for r in expected]
     for a, b in zip(got, expected, strict=True):
         if b.sums is not None:
             assert a.sums is not None
             _assert_sums_close(a.sums, b.sums)
+
+
+def test_torch_backend_on_the_cpu_runs_the_numpy_kernels_without_importing_torch(
+    folders: tuple[Path, Path], rng: np.random.Generator
+) -> None:
+    pytest.importorskip("torch")
+    pairs = _folder_of_pairs(folders, rng, 6)
+    options = "backend='torch', device='cpu'"
+    script = (
+        "import sys, bce_eval\n"
+        f"report = bce_eval.compare({str(folders[0])!r}, {str(folders[1])!r}, {options})\n"
+        "print(report.totals.excess, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    excess, imported = out.split()
+    assert imported == "False"
+    expected = total([r.sums for r in engine.evaluate(pairs, Settings(), workers=1) if r.sums])
+    assert float(excess) == pytest.approx(expected.excess, rel=1e-12)
 
 
 def test_histogram_dot_is_within_a_few_ulp_of_the_exact_sum(rng: np.random.Generator) -> None:

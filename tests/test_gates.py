@@ -615,9 +615,9 @@ def test_ctrl_c_and_sigterm_stop_the_run_and_keep_the_old_report(
     targets, recons = tmp_path / "t", tmp_path / "r"
     targets.mkdir()
     recons.mkdir()
-    # Float pairs (the slower direct path) as hard links to one file each: about 20 s of work on
-    # 2 cores, which the interrupt cuts short, for almost no disk.
-    pixels = rng.random((128, 128, 3))
+    # Float pairs of 786,432 values (about 5 ms each to read and score) as hard links to one file
+    # each: about 15 s of work on 2 cores, which the interrupt cuts short, for almost no disk.
+    pixels = rng.random((512, 512, 3))
     np.save(tmp_path / "t.npy", pixels)
     np.save(tmp_path / "r.npy", pixels[::-1])
     for i in range(6000):

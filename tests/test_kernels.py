@@ -1,8 +1,11 @@
 """kernels.image_sums against the direct float64 path (metrics.sums) and the 50-digit references,
-on random, near-perfect and saturated inputs, 8-bit, 16-bit and float targets, and logits."""
+on random, near-perfect and saturated inputs, 8-bit, 16-bit and float targets, and logits.
+
+Every test runs twice: with the compiled kernel (bce_eval/_kernel.c) and with the NumPy blocks."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -24,10 +27,8 @@ def rel(a: float, b: float) -> float:
 
 def as_float(a: np.ndarray) -> np.ndarray:
     """Values as the direct path reads them: stored integers scaled by their type's maximum."""
-    if a.dtype == np.uint8:
-        return a / np.float64(255)
-    if a.dtype == np.uint16:
-        return a / np.float64(65535)
+    if a.dtype.kind == "u":  # uint8 or uint16, in either byte order
+        return a / np.float64(np.iinfo(a.dtype).max)
     return a.astype(np.float64)
 
 
@@ -60,6 +61,17 @@ def natural(rng: np.random.Generator, shape: tuple[int, ...], top: int = 255) ->
     values.flat[:7] = 0.0
     values.flat[-7:] = 1.0
     return np.round(values * top).astype(np.uint8 if top == 255 else np.uint16)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which of image_sums' two paths the test runs: the compiled kernel, or the NumPy blocks (the
+    path of a machine without the compiled module). CI requires the compiled one to be built."""
+    if request.param == "compiled" and kernels._kernel is None:
+        pytest.skip("bce_eval._kernel is not built here")
+    if request.param == "numpy":
+        monkeypatch.setattr(kernels, "_kernel", None)
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -355,7 +367,11 @@ def test_unusable_arguments_are_bugs_not_input_errors() -> None:
     )
 
 
-def test_small_images_take_the_direct_path(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_images_take_the_direct_path(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    if path == "compiled":
+        pytest.skip("the NumPy blocks' cut-off; the compiled kernel takes every image")
     monkeypatch.setattr(kernels, "SMALL", 1024)
     target = natural(rng, (32, 32, 1))
     pred = np.clip(target / 255 + rng.normal(0, 0.02, target.shape), 0, 1).astype(np.float32)
@@ -441,3 +457,30 @@ def test_any_pair_matches_the_direct_path(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kernels, "BLOCK", block)
         assert_like_direct(target, pred, **chosen)
+
+
+@pytest.mark.parametrize(
+    ("target_type", "pred_type"),
+    [(np.float16, np.float32), (">f4", ">f8"), (np.uint8, ">u2"), (">u2", np.float16)],
+)
+def test_half_floats_and_either_byte_order_are_read_as_they_are(
+    rng: np.random.Generator, target_type: str, pred_type: str
+) -> None:
+    """float16 (widened exactly) and big-endian arrays, as .npy files and TIFF hold them."""
+
+    def stored(values: np.ndarray, kind: object) -> np.ndarray:
+        dtype = np.dtype(kind)
+        if dtype.kind == "u":
+            return np.round(values * np.iinfo(dtype).max).astype(dtype)
+        return values.astype(dtype)
+
+    target = stored(rng.random((20, 30, 3)), target_type)
+    pred = stored(np.clip(as_float(target) + rng.normal(0, 0.05, target.shape), 0, 1), pred_type)
+    assert_like_direct(target, pred)
+
+
+def test_the_compiled_kernel_is_built_in_ci() -> None:
+    """Its build is optional (a machine without a compiler still installs bce-eval), so its tests
+    skip where it is missing; in CI, that would hide the path every user of a wheel takes."""
+    if os.environ.get("CI") and not kernels.COMPILED:
+        pytest.fail("bce_eval._kernel is not built: install with pip install -e . (a C compiler is needed)")
