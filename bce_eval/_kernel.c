@@ -138,8 +138,8 @@ INLINE double kl_term(double w, double inv_w, double d, double a) {
 /* ---- the pass ------------------------------------------------------------------------------ */
 
 typedef struct {
-    const double *y, *inv_y, *w, *inv_w; /* levels of an integer target, or NULL */
-    const double *h;                     /* and H at each of its levels */
+    const double *y; /* levels of an integer target, or NULL */
+    const double *h; /* and H at each of its levels */
     const double *p;                     /* levels of an integer prediction, or NULL */
     mode_t_ mode;
     double low, high; /* keras: the clip */
@@ -198,7 +198,9 @@ static int note_special(Totals *totals, Py_ssize_t index) {
                 int flagged = 0, wrong = 0;                                                           \
                 if (TARGET_INT) {                                                                     \
                     size_t k = (size_t)tk[i];                                                     \
-                    y = s->y[k], inv_y = s->inv_y[k], w = s->w[k], inv_w = s->inv_w[k]; \
+                    /* 1 - y and the inverses computed: fewer tables to gather from, as fast */      \
+                    y = s->y[k], w = 1.0 - y;                                                         \
+                    inv_y = 1.0 / (y > 0.0 ? y : 1.0), inv_w = 1.0 / (w > 0.0 ? w : 1.0);             \
                     entropy[i] = s->h[k];                                                             \
                 } else {                                                                              \
                     y = (double)tk[i];                                                                \
@@ -292,28 +294,16 @@ static const kernel_fn KERNELS[4][4][3] = {{ROW(k_u8)}, {ROW(k_u16)}, {ROW(k_f32
 
 /* ---- level tables -------------------------------------------------------------------------- */
 
-typedef struct {
-    double *y, *inv_y, *w, *inv_w;
-} Levels;
+static double *LEVELS_8, *LEVELS_16;
 
-static Levels LEVELS_8, LEVELS_16;
-
-/* k / scale as NumPy computes it (one correctly rounded division), 1 - y, and their inverses
-   (1 where y or 1 - y is 0: the kernel does not use them there). */
-static int build_levels(Levels *levels, int scale) {
-    if (levels->y) return 0;
-    double *block = PyMem_RawMalloc(sizeof(double) * 4 * (size_t)(scale + 1));
-    if (!block) return -1;
-    double *y = block, *inv_y = block + scale + 1, *w = block + 2 * (scale + 1), *inv_w = block + 3 * (scale + 1);
-    for (int k = 0; k <= scale; k++) {
-        y[k] = (double)k / (double)scale;
-        w[k] = 1.0 - y[k];
-        inv_y[k] = y[k] > 0 ? 1.0 / y[k] : 1.0;
-        inv_w[k] = w[k] > 0 ? 1.0 / w[k] : 1.0;
-    }
-    levels->inv_y = inv_y, levels->w = w, levels->inv_w = inv_w;
-    levels->y = y;
-    return 0;
+/* k / scale for every stored integer k, as NumPy computes it (one correctly rounded division). */
+static double *build_levels(double **levels, int scale) {
+    if (*levels) return *levels;
+    double *y = PyMem_RawMalloc(sizeof(double) * (size_t)(scale + 1));
+    if (!y) return NULL;
+    for (int k = 0; k <= scale; k++) y[k] = (double)k / (double)scale;
+    *levels = y;
+    return y;
 }
 
 static int kind_of(const Py_buffer *view) {
@@ -329,9 +319,8 @@ static int kind_of(const Py_buffer *view) {
     }
 }
 
-static Levels *levels_of(int kind) {
-    if (kind == 0) return build_levels(&LEVELS_8, 255) < 0 ? NULL : &LEVELS_8;
-    return build_levels(&LEVELS_16, 65535) < 0 ? NULL : &LEVELS_16;
+static const double *levels_of(int kind) {
+    return kind == 0 ? build_levels(&LEVELS_8, 255) : build_levels(&LEVELS_16, 65535);
 }
 
 PyDoc_STRVAR(excess_sums_doc,
@@ -375,7 +364,6 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
         Settings settings = {0};
         settings.mode = (mode_t_)mode;
         settings.low = low, settings.high = high;
-        Levels *levels;
         if (target_kind < 2) {
             Py_ssize_t count = target_kind == 0 ? 256 : 65536;
             if (!entropy.buf || kind_of(&entropy) != 3 || entropy.len != count * (Py_ssize_t)sizeof(double)) {
@@ -383,13 +371,9 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
                 goto done;
             }
             settings.h = entropy.buf;
-            if (!(levels = levels_of(target_kind))) goto done;
-            settings.y = levels->y, settings.inv_y = levels->inv_y, settings.w = levels->w, settings.inv_w = levels->inv_w;
+            if (!(settings.y = levels_of(target_kind))) goto no_memory;
         }
-        if (pred_kind < 2) {
-            if (!(levels = levels_of(pred_kind))) goto done;
-            settings.p = levels->y;
-        }
+        if (pred_kind < 2 && !(settings.p = levels_of(pred_kind))) goto no_memory;
         Totals totals = {0};
         int status;
         Py_BEGIN_ALLOW_THREADS
@@ -406,6 +390,9 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
         }
         PyMem_RawFree(totals.special);
     }
+    goto done;
+no_memory:
+    PyErr_NoMemory();
 done:
     PyBuffer_Release(&target);
     PyBuffer_Release(&pred);
