@@ -199,7 +199,10 @@ static int note_special(Totals *totals, Py_ssize_t index) {
                 if (TARGET_INT) {                                                                     \
                     size_t k = (size_t)tk[i];                                                     \
                     /* 1 - y and the inverses computed: fewer tables to gather from, as fast */      \
-                    y = s->y[k], w = 1.0 - y;                                                         \
+                    /* 8-bit levels from a table in L1; 16-bit ones divided (their table of 512 KB  \
+                       misses the cache), the same correctly rounded k / 65535 */                      \
+                    y = sizeof(T) == 1 ? s->y[k] : (double)tk[i] / 65535.0;                          \
+                    w = 1.0 - y;                                                                      \
                     inv_y = 1.0 / (y > 0.0 ? y : 1.0), inv_w = 1.0 / (w > 0.0 ? w : 1.0);             \
                     entropy[i] = s->h[k];                                                             \
                 } else {                                                                              \
@@ -227,7 +230,7 @@ static int note_special(Totals *totals, Py_ssize_t index) {
                     p = a * inv, q = b * inv;                                                         \
                     d = (w * a - y * b) * inv;                                                        \
                 } else {                                                                              \
-                    double x = PRED_INT ? s->p[(size_t)pk[i]] : (double)pk[i];                                \
+                    double x = !PRED_INT ? (double)pk[i] : sizeof(P) == 1 ? s->p[(size_t)pk[i]] : (double)pk[i] / 65535.0;                                \
                     if (!PRED_INT) wrong |= !((x >= 0.0) & (x <= 1.0));                                  \
                     if (MODE == KERAS) {                                                              \
                         clipped += ((x < s->low) & (y > 0.0)) | ((x > s->high) & (y < 1.0));                 \

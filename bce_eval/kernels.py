@@ -294,6 +294,13 @@ def _native(array: np.ndarray) -> np.ndarray:
     exactly."""
     if array.dtype.kind == "f" and array.dtype.itemsize < 4:
         array = array.astype(np.float32)
+    if array.ndim == 3 and not array.flags.c_contiguous and array.shape[2] <= 4:
+        # An image whose alpha was dropped (libspng adds one to 16-bit RGB): copied channel by
+        # channel, 5x faster than np.ascontiguousarray's copy in runs of 3 values.
+        packed = np.empty(array.shape, array.dtype)
+        for channel in range(array.shape[2]):
+            packed[:, :, channel] = array[:, :, channel]
+        array = packed
     return np.ascontiguousarray(array).reshape(-1)
 
 
