@@ -39,6 +39,7 @@
 #define TORCH_FLOORED_BELOW 1e-40
 #define LOGIT_LIMIT 600.0
 #define TINY_TARGET 1e-300
+#define NEAR_HALF 1.0
 
 typedef enum { KERAS = 0, TORCH = 1, LOGITS = 2 } mode_t_;
 
@@ -103,6 +104,32 @@ INLINE double exp_nonpositive(double x) {
     return double_of(bits_of(e) + (k << 52));
 }
 
+/* e^z - 1 for -1 <= z <= 0, within about 1 ulp: its Taylor polynomial to z^20 (remainder
+   below 1e-19 of the result). */
+INLINE double expm1_small(double z) {
+    double e = 1.0 / 2432902008176640000.0;
+    e = e * z + 1.0 / 121645100408832000.0;
+    e = e * z + 1.0 / 6402373705728000.0;
+    e = e * z + 1.0 / 355687428096000.0;
+    e = e * z + 1.0 / 20922789888000.0;
+    e = e * z + 1.0 / 1307674368000.0;
+    e = e * z + 1.0 / 87178291200.0;
+    e = e * z + 1.0 / 6227020800.0;
+    e = e * z + 1.0 / 479001600.0;
+    e = e * z + 1.0 / 39916800.0;
+    e = e * z + 1.0 / 3628800.0;
+    e = e * z + 1.0 / 362880.0;
+    e = e * z + 1.0 / 40320.0;
+    e = e * z + 1.0 / 5040.0;
+    e = e * z + 1.0 / 720.0;
+    e = e * z + 1.0 / 120.0;
+    e = e * z + 1.0 / 24.0;
+    e = e * z + 1.0 / 6.0;
+    e = e * z + 1.0 / 2.0;
+    e = e * z + 1.0;
+    return e * z;
+}
+
 /* g(t) = t - log1p(t) >= 0 for |t| < SERIES_BELOW: t^2 (1/2 - t/3 + t^2/4 - ...), to t^18,
    whose remainder is below 1e-17 of the sum. */
 INLINE double g_series(double t) {
@@ -138,9 +165,8 @@ INLINE double kl_term(double w, double inv_w, double d, double a) {
 /* ---- the pass ------------------------------------------------------------------------------ */
 
 typedef struct {
-    const double *y; /* levels of an integer target, or NULL */
-    const double *h; /* and H at each of its levels */
-    const double *p;                     /* levels of an integer prediction, or NULL */
+    const double *y, *p; /* k / 255 for 8-bit targets and predictions (LEVELS_8) */
+    const double *h;     /* H at each level of an integer target */
     mode_t_ mode;
     double low, high; /* keras: the clip */
 } Settings;
@@ -182,101 +208,109 @@ static int note_special(Totals *totals, Py_ssize_t index) {
 
 /* The body of every kernel: T and P are the stored types, TARGET_INT and PRED_INT whether they
    are integer levels, MODE one of mode_t_; all constants, so each instance is specialised. */
-#define KERNEL(NAME, T, P, TARGET_INT, PRED_INT, MODE)                                               \
-    static CLONES int NAME(const T *restrict target, const P *restrict pred, Py_ssize_t n,            \
-                           const Settings *s, Totals *totals) {                                       \
-        double excess[CHUNK], entropy[CHUNK];                                                         \
-        unsigned char flag[CHUNK];                                                                    \
-        for (Py_ssize_t start = 0; start < n; start += CHUNK) {                                       \
-            int m = n - start < CHUNK ? (int)(n - start) : CHUNK;                                     \
-            const T *tk = target + start;                                                             \
-            const P *pk = pred + start;                                                               \
-            int64_t clipped = 0;                                                                      \
-            int bad = 0, special = 0;                                                                 \
-            for (int i = 0; i < m; i++) {                                                             \
-                double y, inv_y, w, inv_w;                                                            \
-                int flagged = 0, wrong = 0;                                                           \
-                if (TARGET_INT) {                                                                     \
-                    size_t k = (size_t)tk[i];                                                     \
-                    /* 1 - y and the inverses computed: fewer tables to gather from, as fast */      \
-                    /* 8-bit levels from a table in L1; 16-bit ones divided (their table of 512 KB  \
-                       misses the cache), the same correctly rounded k / 65535 */                      \
-                    y = sizeof(T) == 1 ? s->y[k] : (double)tk[i] / 65535.0;                          \
-                    w = 1.0 - y;                                                                      \
-                    inv_y = 1.0 / (y > 0.0 ? y : 1.0), inv_w = 1.0 / (w > 0.0 ? w : 1.0);             \
-                    entropy[i] = s->h[k];                                                             \
-                } else {                                                                              \
-                    y = (double)tk[i];                                                                \
-                    wrong |= !((y >= 0.0) & (y <= 1.0));                                                 \
-                    flagged |= (y > 0.0) & (y < TINY_TARGET);                                            \
-                    w = 1.0 - y;                                                                      \
-                    double safe_y = (y >= TINY_TARGET) & (y <= 1.0) ? y : 0.5;                           \
-                    double safe_w = (w > 0.0) & (w <= 1.0) ? w : 0.5;                                    \
-                    inv_y = 1.0 / safe_y, inv_w = 1.0 / safe_w;                                       \
-                    /* H = -[y log y + (1 - y) log1p(-y)], 0 log 0 = 0 */                             \
-                    double hy = y >= TINY_TARGET ? -y * log_normal(safe_y) : 0.0;                     \
-                    double hw = (w > 0.0) & (y <= 1.0) ? -w * log1p_(y >= 0.0 ? -y : 0.0) : 0.0;          \
-                    entropy[i] = hy + hw;                                                             \
-                }                                                                                     \
-                double p, q, d;                                                                       \
-                if (MODE == LOGITS) {                                                                 \
-                    double x = (double)pk[i];                                                         \
-                    wrong |= !(fabs(x) <= 1.79769313486231570815e+308);                               \
-                    flagged |= !(fabs(x) <= LOGIT_LIMIT);                                             \
-                    double xs = fabs(x) <= LOGIT_LIMIT ? x : 0.0;                                     \
-                    double a = exp_nonpositive(xs < 0.0 ? xs : 0.0);                                  \
-                    double b = exp_nonpositive(xs < 0.0 ? 0.0 : -xs);                                 \
-                    double inv = 1.0 / (a + b);                                                       \
-                    p = a * inv, q = b * inv;                                                         \
-                    d = (w * a - y * b) * inv;                                                        \
-                } else {                                                                              \
-                    double x = !PRED_INT ? (double)pk[i] : sizeof(P) == 1 ? s->p[(size_t)pk[i]] : (double)pk[i] / 65535.0;                                \
-                    if (!PRED_INT) wrong |= !((x >= 0.0) & (x <= 1.0));                                  \
-                    if (MODE == KERAS) {                                                              \
-                        clipped += ((x < s->low) & (y > 0.0)) | ((x > s->high) & (y < 1.0));                 \
-                        p = x < s->low ? s->low : (x > s->high ? s->high : x);                        \
-                    } else {                                                                          \
-                        flagged |= (x < TORCH_FLOORED_BELOW) | (x >= 1.0);                               \
-                        p = (x < TORCH_FLOORED_BELOW) | (x >= 1.0) ? 0.5 : x;                            \
-                    }                                                                                 \
-                    q = 1.0 - p;                                                                      \
-                    d = p - y;                                                                        \
-                }                                                                                     \
-                /* y = 0: y g(p / y) tends to p = d; 1 - y = 0: (1 - y) g(q / (1 - y)) to q = -d */   \
-                double lower = kl_term(y, inv_y, d, p);                                               \
-                double upper = kl_term(w, inv_w, -d, q);                                              \
-                double e = (y > 0.0 ? lower : d) + (w > 0.0 ? upper : -d);                            \
-                excess[i] = flagged | wrong ? 0.0 : e;                                               \
-                entropy[i] = flagged | wrong ? 0.0 : entropy[i];                                      \
-                flag[i] = (unsigned char)flagged;                                                     \
-                special |= flagged;                                                                   \
-                bad |= wrong;                                                                         \
-            }                                                                                         \
-            if (bad) {                                                                                \
-                totals->invalid = 1;                                                                  \
-                return 0;                                                                             \
-            }                                                                                         \
-            if (special)                                                                              \
-                for (int i = 0; i < m; i++)                                                           \
-                    if (flag[i] && note_special(totals, start + i) < 0) return -1;                    \
-            add(&totals->excess, &totals->excess_c, lanes_sum(excess, m));                            \
-            add(&totals->entropy, &totals->entropy_c, lanes_sum(entropy, m));                         \
-            totals->clipped += clipped;                                                               \
-        }                                                                                             \
-        return 0;                                                                                     \
+#define KERNEL(NAME, T, P, TARGET_INT, PRED_INT, MODE)                                                        \
+    static CLONES int NAME(const T *restrict target, const P *restrict pred, Py_ssize_t n,                    \
+                           const Settings *s, Totals *totals) {                                               \
+        double excess[CHUNK], entropy[CHUNK];                                                                 \
+        unsigned char flag[CHUNK];                                                                            \
+        for (Py_ssize_t start = 0; start < n; start += CHUNK) {                                               \
+            int m = n - start < CHUNK ? (int)(n - start) : CHUNK;                                             \
+            const T *tk = target + start;                                                                     \
+            const P *pk = pred + start;                                                                       \
+            int64_t clipped = 0;                                                                              \
+            int bad = 0, special = 0;                                                                         \
+            for (int i = 0; i < m; i++) {                                                                     \
+                double y, inv_y, w, inv_w;                                                                    \
+                int flagged = 0, wrong = 0;                                                                   \
+                if (TARGET_INT) {                                                                             \
+                    size_t k = (size_t)tk[i];                                                                 \
+                    /* 8-bit levels from a table in L1, 16-bit ones divided (a table of 512 KB                \
+                       misses the cache), both as NumPy rounds k / scale; 1 - y and the inverses              \
+                       computed rather than gathered from more tables, which costs no more */                 \
+                    y = sizeof(T) == 1 ? s->y[k] : (double)tk[i] / 65535.0;                                   \
+                    w = 1.0 - y;                                                                              \
+                    inv_y = 1.0 / (y > 0.0 ? y : 1.0), inv_w = 1.0 / (w > 0.0 ? w : 1.0);                     \
+                    entropy[i] = s->h[k];                                                                     \
+                } else {                                                                                      \
+                    y = (double)tk[i];                                                                        \
+                    wrong |= !((y >= 0.0) & (y <= 1.0));                                                      \
+                    flagged |= (y > 0.0) & (y < TINY_TARGET);                                                 \
+                    w = 1.0 - y;                                                                              \
+                    double safe_y = (y >= TINY_TARGET) & (y <= 1.0) ? y : 0.5;                                \
+                    double safe_w = (w > 0.0) & (w <= 1.0) ? w : 0.5;                                         \
+                    inv_y = 1.0 / safe_y, inv_w = 1.0 / safe_w;                                               \
+                    /* H = -[y log y + (1 - y) log1p(-y)], 0 log 0 = 0 */                                     \
+                    double hy = y >= TINY_TARGET ? -y * log_normal(safe_y) : 0.0;                             \
+                    double hw = (w > 0.0) & (y <= 1.0) ? -w * log1p_(y >= 0.0 ? -y : 0.0) : 0.0;              \
+                    entropy[i] = hy + hw;                                                                     \
+                }                                                                                             \
+                double p, q, d;                                                                               \
+                if (MODE == LOGITS) {                                                                         \
+                    double x = (double)pk[i];                                                                 \
+                    wrong |= !(fabs(x) <= 1.79769313486231570815e+308);                                       \
+                    flagged |= !(fabs(x) <= LOGIT_LIMIT);                                                     \
+                    double xs = fabs(x) <= LOGIT_LIMIT ? x : 0.0;                                             \
+                    double a = exp_nonpositive(xs < 0.0 ? xs : 0.0);                                          \
+                    double b = exp_nonpositive(xs < 0.0 ? 0.0 : -xs);                                         \
+                    double inv = 1.0 / (a + b);                                                               \
+                    p = a * inv, q = b * inv;                                                                 \
+                    d = (w * a - y * b) * inv;                                                                \
+                    /* |x| < NEAR_HALF: p - 1/2 = tanh(x / 2) / 2 keeps the low digits of x that              \
+                       p, near 1/2, lacks (as metrics.pixel_maps computes it) */                              \
+                    double em = expm1_small(fabs(xs) < NEAR_HALF ? -fabs(xs) : 0.0);                          \
+                    double half_tanh = -0.5 * em / (2.0 + em);                                                \
+                    double near_half = (0.5 - y) + (xs < 0.0 ? -half_tanh : half_tanh);                       \
+                    d = fabs(xs) < NEAR_HALF ? near_half : d;                                                 \
+                } else {                                                                                      \
+                    double x = !PRED_INT       ? (double)pk[i]                                                \
+                               : sizeof(P) == 1 ? s->p[(size_t)pk[i]]                                         \
+                                                : (double)pk[i] / 65535.0;                                    \
+                    if (!PRED_INT) wrong |= !((x >= 0.0) & (x <= 1.0));                                       \
+                    if (MODE == KERAS) {                                                                      \
+                        clipped += ((x < s->low) & (y > 0.0)) | ((x > s->high) & (y < 1.0));                  \
+                        p = x < s->low ? s->low : (x > s->high ? s->high : x);                                \
+                    } else {                                                                                  \
+                        flagged |= (x < TORCH_FLOORED_BELOW) | (x >= 1.0);                                    \
+                        p = (x < TORCH_FLOORED_BELOW) | (x >= 1.0) ? 0.5 : x;                                 \
+                    }                                                                                         \
+                    q = 1.0 - p;                                                                              \
+                    d = p - y;                                                                                \
+                }                                                                                             \
+                /* y = 0: y g(p / y) tends to p = d; 1 - y = 0: (1 - y) g(q / (1 - y)) to q = -d */           \
+                double lower = kl_term(y, inv_y, d, p);                                                       \
+                double upper = kl_term(w, inv_w, -d, q);                                                      \
+                double e = (y > 0.0 ? lower : d) + (w > 0.0 ? upper : -d);                                    \
+                excess[i] = flagged | wrong ? 0.0 : e;                                                        \
+                entropy[i] = flagged | wrong ? 0.0 : entropy[i];                                              \
+                flag[i] = (unsigned char)flagged;                                                             \
+                special |= flagged;                                                                           \
+                bad |= wrong;                                                                                 \
+            }                                                                                                 \
+            if (bad) {                                                                                        \
+                totals->invalid = 1;                                                                          \
+                return 0;                                                                                     \
+            }                                                                                                 \
+            if (special)                                                                                      \
+                for (int i = 0; i < m; i++)                                                                   \
+                    if (flag[i] && note_special(totals, start + i) < 0) return -1;                            \
+            add(&totals->excess, &totals->excess_c, lanes_sum(excess, m));                                    \
+            add(&totals->entropy, &totals->entropy_c, lanes_sum(entropy, m));                                 \
+            totals->clipped += clipped;                                                                       \
+        }                                                                                                     \
+        return 0;                                                                                             \
     }
 
-#define MODES(NAME, T, P, TI, PI)               \
-    KERNEL(NAME##_keras, T, P, TI, PI, KERAS)   \
+#define MODES(NAME, T, P, TI, PI)                                                                             \
+    KERNEL(NAME##_keras, T, P, TI, PI, KERAS)                                                                 \
     KERNEL(NAME##_torch, T, P, TI, PI, TORCH)
 
 /* Targets: uint8, uint16, float32, float64; predictions: the same, or float logits. */
-#define TARGET(NAME, T, TI)                                         \
-    MODES(NAME##_u8, T, uint8_t, TI, 1)                              \
-    MODES(NAME##_u16, T, uint16_t, TI, 1)                            \
-    MODES(NAME##_f32, T, float, TI, 0)                               \
-    MODES(NAME##_f64, T, double, TI, 0)                              \
-    KERNEL(NAME##_f32_logits, T, float, TI, 0, LOGITS)               \
+#define TARGET(NAME, T, TI)                                                                                   \
+    MODES(NAME##_u8, T, uint8_t, TI, 1)                                                                       \
+    MODES(NAME##_u16, T, uint16_t, TI, 1)                                                                     \
+    MODES(NAME##_f32, T, float, TI, 0)                                                                        \
+    MODES(NAME##_f64, T, double, TI, 0)                                                                       \
+    KERNEL(NAME##_f32_logits, T, float, TI, 0, LOGITS)                                                        \
     KERNEL(NAME##_f64_logits, T, double, TI, 0, LOGITS)
 
 TARGET(k_u8, uint8_t, 1)
@@ -287,9 +321,9 @@ TARGET(k_f64, double, 0)
 typedef int (*kernel_fn)(const void *, const void *, Py_ssize_t, const Settings *, Totals *);
 
 #define ROW(NAME)                                                                                   \
-    {(kernel_fn)NAME##_u8_keras, (kernel_fn)NAME##_u8_torch, NULL},                                 \
-    {(kernel_fn)NAME##_u16_keras, (kernel_fn)NAME##_u16_torch, NULL},                               \
-    {(kernel_fn)NAME##_f32_keras, (kernel_fn)NAME##_f32_torch, (kernel_fn)NAME##_f32_logits},       \
+    {(kernel_fn)NAME##_u8_keras, (kernel_fn)NAME##_u8_torch, NULL},                                           \
+    {(kernel_fn)NAME##_u16_keras, (kernel_fn)NAME##_u16_torch, NULL},                                         \
+    {(kernel_fn)NAME##_f32_keras, (kernel_fn)NAME##_f32_torch, (kernel_fn)NAME##_f32_logits},                 \
     {(kernel_fn)NAME##_f64_keras, (kernel_fn)NAME##_f64_torch, (kernel_fn)NAME##_f64_logits}
 
 /* [target kind][pred kind][mode], kinds in the order uint8, uint16, float32, float64. */
@@ -297,16 +331,11 @@ static const kernel_fn KERNELS[4][4][3] = {{ROW(k_u8)}, {ROW(k_u16)}, {ROW(k_f32
 
 /* ---- level tables -------------------------------------------------------------------------- */
 
-static double *LEVELS_8, *LEVELS_16;
+/* k / 255 for every byte k, as NumPy computes it (one correctly rounded division). */
+static double LEVELS_8[256];
 
-/* k / scale for every stored integer k, as NumPy computes it (one correctly rounded division). */
-static double *build_levels(double **levels, int scale) {
-    if (*levels) return *levels;
-    double *y = PyMem_RawMalloc(sizeof(double) * (size_t)(scale + 1));
-    if (!y) return NULL;
-    for (int k = 0; k <= scale; k++) y[k] = (double)k / (double)scale;
-    *levels = y;
-    return y;
+static void build_levels(void) {
+    for (int k = 0; k < 256; k++) LEVELS_8[k] = (double)k / 255.0;
 }
 
 static int kind_of(const Py_buffer *view) {
@@ -322,9 +351,6 @@ static int kind_of(const Py_buffer *view) {
     }
 }
 
-static const double *levels_of(int kind) {
-    return kind == 0 ? build_levels(&LEVELS_8, 255) : build_levels(&LEVELS_16, 65535);
-}
 
 PyDoc_STRVAR(excess_sums_doc,
 "excess_sums(target, pred, mode, low, high, entropy) -> (excess, entropy, clipped, invalid, special)\n\n"
@@ -336,6 +362,7 @@ PyDoc_STRVAR(excess_sums_doc,
 "the special values, left to the caller, as bytes of int64.");
 
 static PyObject *excess_sums(PyObject *self, PyObject *args) {
+    (void)self;
     PyObject *target_obj, *pred_obj, *entropy_obj;
     int mode;
     double low, high;
@@ -343,12 +370,13 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
         return NULL;
     if (mode < 0 || mode > 2) return PyErr_Format(PyExc_ValueError, "mode must be 0, 1 or 2, not %d", mode);
     Py_buffer target, pred, entropy = {0};
+    int have_entropy = entropy_obj != Py_None;
     if (PyObject_GetBuffer(target_obj, &target, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
     if (PyObject_GetBuffer(pred_obj, &pred, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&target);
         return NULL;
     }
-    if (entropy_obj != Py_None && PyObject_GetBuffer(entropy_obj, &entropy, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    if (have_entropy && PyObject_GetBuffer(entropy_obj, &entropy, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyBuffer_Release(&target);
         PyBuffer_Release(&pred);
         return NULL;
@@ -369,14 +397,13 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
         settings.low = low, settings.high = high;
         if (target_kind < 2) {
             Py_ssize_t count = target_kind == 0 ? 256 : 65536;
-            if (!entropy.buf || kind_of(&entropy) != 3 || entropy.len != count * (Py_ssize_t)sizeof(double)) {
+            if (!have_entropy || kind_of(&entropy) != 3 || entropy.len != count * (Py_ssize_t)sizeof(double)) {
                 PyErr_Format(PyExc_ValueError, "an integer target needs its %zd levels' entropy as float64", count);
                 goto done;
             }
             settings.h = entropy.buf;
-            if (!(settings.y = levels_of(target_kind))) goto no_memory;
         }
-        if (pred_kind < 2 && !(settings.p = levels_of(pred_kind))) goto no_memory;
+        settings.y = settings.p = LEVELS_8;
         Totals totals = {0};
         int status;
         Py_BEGIN_ALLOW_THREADS
@@ -393,13 +420,10 @@ static PyObject *excess_sums(PyObject *self, PyObject *args) {
         }
         PyMem_RawFree(totals.special);
     }
-    goto done;
-no_memory:
-    PyErr_NoMemory();
 done:
     PyBuffer_Release(&target);
     PyBuffer_Release(&pred);
-    if (entropy.buf) PyBuffer_Release(&entropy);
+    if (have_entropy) PyBuffer_Release(&entropy);
     return result;
 }
 
@@ -413,4 +437,7 @@ static struct PyModuleDef module = {
     "The fused excess kernel of bce_eval.kernels (see _kernel.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernel(void) {
+    build_levels();
+    return PyModule_Create(&module);
+}

@@ -30,8 +30,10 @@ module computes the same figures in one of two ways, both within about 1e-13 of 
   are scored by ``metrics.pixel_maps`` itself, once an image.
 - Logits: d = (w a - y b) / (a + b) with a = e^min(x, 0) and b = e^min(-x, 0), so p = a / (a + b)
   and 1 - p = b / (a + b) keep their full relative precision at both ends without a branch.
-  Where sigmoid(x) comes within about 1e-7 of y, no float64 path is exact to 1e-12 (this one and
-  metrics.sums differ there): p is known to a few ulp, so the excess, O(d^2), to a few ulp / d.
+  For |x| < 1, d = (1/2 - y) + tanh(x / 2) / 2, which keeps the digits of a small x that p, near
+  1/2, lacks. Where sigmoid(x) comes within about 1e-7 of y elsewhere, no float64 path is exact
+  to 1e-12 (this one and metrics.sums differ there): p is known to a few ulp, so the excess,
+  O(d^2), to a few ulp / d.
 
 numexpr (about 30 ns a value) and a numba loop (about 15 ns, and 0.3 to 0.5 s of import and
 cached load in every process) were slower than the NumPy blocks here (benchmarks/README.md).
@@ -532,3 +534,9 @@ def _sigmoid_difference(b: _Buffers, x: np.ndarray, y: np.ndarray, neg_w: np.nda
     total += a
     np.divide(d, total, out=d)
     np.negative(d, out=d)
+    # Near x = 0, p is near 1/2 and has lost the low digits of x: p - 1/2 = tanh(x / 2) / 2 keeps
+    # them, as metrics.pixel_maps has it.
+    near_half = np.flatnonzero(np.abs(x) < 1)
+    if near_half.size:
+        half = np.tanh(0.5 * x[near_half].astype(np.float64)) * 0.5
+        d[near_half] = (0.5 - y[near_half]) + half

@@ -484,3 +484,19 @@ def test_the_compiled_kernel_is_built_in_ci() -> None:
     skip where it is missing; in CI, that would hide the path every user of a wheel takes."""
     if os.environ.get("CI") and not kernels.COMPILED:
         pytest.fail("bce_eval._kernel is not built: install with pip install -e . (a C compiler is needed)")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_logits_near_zero_keep_their_low_digits(rng: np.random.Generator, dtype: type) -> None:
+    """A mid-grey target and a logit near 0: p = sigmoid(x) near 1/2 has lost the low digits of
+    x, so p - y must come from tanh(x / 2), as metrics.pixel_maps computes it (p - y from a and b
+    was off by 2e-9 relative at x = 1e-8, found by review)."""
+    y = np.full(64, 0.5, dtype)
+    x = (rng.choice([-1.0, 1.0], 64) * 10.0 ** rng.uniform(-9, -0.5, 64)).astype(dtype)
+    target = np.full(64, 128, np.uint8)  # logit(128 / 255) = 0.0157: the same near 1/2
+    logits = (np.log(128 / 127) + 1e-6 * np.linspace(-1, 1, 64)).astype(np.float64)
+    for t, p in ((y, x), (target, logits)):
+        fast = kernels.image_sums(t, p, from_logits=True)
+        truth = reference.totals(as_float(t).ravel(), as_float(p).ravel(), logits=True)
+        for figure, exact in zip(FIGURES, truth, strict=True):
+            assert rel(getattr(fast, figure), exact) <= 1e-12, figure
