@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bce_eval.model import Settings
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 from bce_eval import engine, metrics
 from bce_eval.images import pair_folders
+from bce_eval.model import Settings
 
 HERE = Path(__file__).resolve().parent
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
