@@ -77,57 +77,36 @@ INLINE double log1p_(double x) {
     return log_normal(u) + (x - (u - 1.0)) / u;
 }
 
-/* e^x for -709 < x <= 0 (results normal), within about 1 ulp: a Taylor polynomial of degree 13
-   on |r| <= ln(2) / 2, scaled by 2^k through the exponent bits. */
-INLINE double exp_nonpositive(double x) {
+/* e^z and e^z - 1 for -709 < z <= 0, each within about 1 ulp of itself: z = k log 2 + r with
+   |r| <= log(2) / 2, e^r - 1 = r P(r) by a Taylor polynomial of degree 13, then e^z = 2^k (1 +
+   r P) and e^z - 1 = (2^k - 1) + 2^k r P (exact at k = 0 and -1, where e^z - 1 is small or near
+   -1/2). */
+INLINE void exp_nonpositive(double z, double *e, double *em) {
     const double inv_ln2 = 1.44269504088896338700e+00;
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52: adding it rounds to an integer */
-    double kd = x * inv_ln2 + shifter;
+    double kd = z * inv_ln2 + shifter;
     uint64_t k = bits_of(kd); /* low bits: k as a two's complement integer */
     kd -= shifter;
-    double r = (x - kd * ln2_hi) - kd * ln2_lo;
-    double e = 1.0 / 6227020800.0;
-    e = e * r + 1.0 / 479001600.0;
-    e = e * r + 1.0 / 39916800.0;
-    e = e * r + 1.0 / 3628800.0;
-    e = e * r + 1.0 / 362880.0;
-    e = e * r + 1.0 / 40320.0;
-    e = e * r + 1.0 / 5040.0;
-    e = e * r + 1.0 / 720.0;
-    e = e * r + 1.0 / 120.0;
-    e = e * r + 1.0 / 24.0;
-    e = e * r + 1.0 / 6.0;
-    e = e * r + 0.5;
-    e = e * r + 1.0;
-    e = e * r + 1.0;
-    return double_of(bits_of(e) + (k << 52));
-}
-
-/* e^z - 1 for -1 <= z <= 0, within about 1 ulp: its Taylor polynomial to z^20 (remainder
-   below 1e-19 of the result). */
-INLINE double expm1_small(double z) {
-    double e = 1.0 / 2432902008176640000.0;
-    e = e * z + 1.0 / 121645100408832000.0;
-    e = e * z + 1.0 / 6402373705728000.0;
-    e = e * z + 1.0 / 355687428096000.0;
-    e = e * z + 1.0 / 20922789888000.0;
-    e = e * z + 1.0 / 1307674368000.0;
-    e = e * z + 1.0 / 87178291200.0;
-    e = e * z + 1.0 / 6227020800.0;
-    e = e * z + 1.0 / 479001600.0;
-    e = e * z + 1.0 / 39916800.0;
-    e = e * z + 1.0 / 3628800.0;
-    e = e * z + 1.0 / 362880.0;
-    e = e * z + 1.0 / 40320.0;
-    e = e * z + 1.0 / 5040.0;
-    e = e * z + 1.0 / 720.0;
-    e = e * z + 1.0 / 120.0;
-    e = e * z + 1.0 / 24.0;
-    e = e * z + 1.0 / 6.0;
-    e = e * z + 1.0 / 2.0;
-    e = e * z + 1.0;
-    return e * z;
+    double r = (z - kd * ln2_hi) - kd * ln2_lo;
+    double P = 1.0 / 87178291200.0;
+    P = P * r + 1.0 / 6227020800.0;
+    P = P * r + 1.0 / 479001600.0;
+    P = P * r + 1.0 / 39916800.0;
+    P = P * r + 1.0 / 3628800.0;
+    P = P * r + 1.0 / 362880.0;
+    P = P * r + 1.0 / 40320.0;
+    P = P * r + 1.0 / 5040.0;
+    P = P * r + 1.0 / 720.0;
+    P = P * r + 1.0 / 120.0;
+    P = P * r + 1.0 / 24.0;
+    P = P * r + 1.0 / 6.0;
+    P = P * r + 0.5;
+    P = P * r + 1.0;
+    double rp = r * P;
+    double scale = double_of((k + 1023) << 52); /* 2^k, k >= -1022 */
+    *e = scale + scale * rp;
+    *em = (scale - 1.0) + scale * rp;
 }
 
 /* g(t) = t - log1p(t) >= 0 for |t| < SERIES_BELOW: t^2 (1/2 - t/3 + t^2/4 - ...), to t^18,
@@ -250,15 +229,18 @@ static int note_special(Totals *totals, Py_ssize_t index) {
                     wrong |= !(fabs(x) <= 1.79769313486231570815e+308);                                       \
                     flagged |= !(fabs(x) <= LOGIT_LIMIT);                                                     \
                     double xs = fabs(x) <= LOGIT_LIMIT ? x : 0.0;                                             \
-                    double a = exp_nonpositive(xs < 0.0 ? xs : 0.0);                                          \
-                    double b = exp_nonpositive(xs < 0.0 ? 0.0 : -xs);                                         \
-                    double inv = 1.0 / (a + b);                                                               \
+                    /* e = e^-|x|: p = a / (1 + e) and 1 - p = b / (1 + e) with one of a, b = e and           \
+                       the other 1, each to full relative precision */                                        \
+                    double e, em;                                                                             \
+                    exp_nonpositive(-fabs(xs), &e, &em);                                                      \
+                    double a = xs < 0.0 ? e : 1.0, b = xs < 0.0 ? 1.0 : e;                                    \
+                    double inv = 1.0 / (1.0 + e);                                                             \
                     p = a * inv, q = b * inv;                                                                 \
                     d = (w * a - y * b) * inv;                                                                \
-                    /* |x| < NEAR_HALF: p - 1/2 = tanh(x / 2) / 2 keeps the low digits of x that              \
-                       p, near 1/2, lacks (as metrics.pixel_maps computes it) */                              \
-                    double em = expm1_small(fabs(xs) < NEAR_HALF ? -fabs(xs) : 0.0);                          \
-                    double half_tanh = -0.5 * em / (2.0 + em);                                                \
+                    /* |x| < NEAR_HALF: p - 1/2 = tanh(x / 2) / 2 = -(e^-|x| - 1) / (2 (1 + e)) for           \
+                       x > 0 keeps the low digits of x that p, near 1/2, lacks (as metrics.pixel_maps         \
+                       computes it) */                                                                        \
+                    double half_tanh = -0.5 * em * inv;                                                       \
                     double near_half = (0.5 - y) + (xs < 0.0 ? -half_tanh : half_tanh);                       \
                     d = fabs(xs) < NEAR_HALF ? near_half : d;                                                 \
                 } else {                                                                                      \
