@@ -85,6 +85,22 @@ def excess_values(
         return metrics._torch_chunked(y, x, figures=False, **options)[2]
 
 
+def _cpu_excess(
+    x: Tensor, y: Tensor, reduction: str, *, from_logits: bool, convention: Convention, eps: float
+) -> Tensor | None:
+    """The reduced excess of CPU tensors by the compiled kernel of bce_eval.kernels, summed in
+    float64 and returned in x's dtype (a tensor without gradient); None where it does not apply
+    (reduction "none", an empty batch, torch.compile tracing, the kernel not built)."""
+    if reduction == "none" or x.numel() == 0:
+        return None
+    options = {"eps": eps, "convention": convention, "from_logits": from_logits}
+    sums = metrics._cpu_tensor_sums(y.detach(), x.detach(), **options)
+    if sums is None:
+        return None
+    total = sums.excess if reduction == "sum" else sums.excess / sums.pixels
+    return torch.tensor(total, dtype=x.dtype)
+
+
 def bce_excess(
     input: Tensor,
     target: Tensor,
@@ -125,9 +141,11 @@ def bce_excess(
         else:
             p = x.clamp(eps, 1 - eps) if convention == "keras" else x
             bce = F.binary_cross_entropy(p, y, reduction=reduction)
-        excess = _reduced(
-            excess_values(x, y, from_logits=from_logits, convention=convention, eps=eps), reduction
-        )
+        excess = _cpu_excess(x, y, reduction, from_logits=from_logits, convention=convention, eps=eps)
+        if excess is None:
+            excess = _reduced(
+                excess_values(x, y, from_logits=from_logits, convention=convention, eps=eps), reduction
+            )
         value = excess + (bce - bce.detach())
         if y.requires_grad and torch.is_grad_enabled():
             entropy = _reduced(-(torch.special.xlogy(y, y) + torch.special.xlog1py(1 - y, -y)), reduction)

@@ -160,7 +160,7 @@ def run_set(title: str, folder: Path, repeats: int) -> None:
                 ("numpy", lambda: list(engine.evaluate(found, Settings(), workers=workers))),
                 (
                     "torch cpu",
-                    lambda: list(engine.evaluate(found, Settings(backend="torch"), workers=workers)),
+                    lambda: list(engine.evaluate(found, Settings.of(backend="torch"), workers=workers)),
                 ),
             ],
             repeats,
