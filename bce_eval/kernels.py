@@ -7,9 +7,9 @@ module computes the same figures in one of two ways, both within about 1e-13 of 
 - the compiled kernel, ``bce_eval/_kernel.c``, when it is built (at install, where a C compiler
   is found): one fused pass over the stored values, vectorised, at about 4 ns a value. Each
   value's excess is y g(p / y) + (1 - y) g((1 - p) / (1 - y)), g(r) = r - 1 - log r, as
-  metrics.pixel_maps has it; the terms are non-negative, so their sum keeps its precision. The few values it leaves
-  (the torch convention's floored logs, logits beyond +-600, float targets below 1e-300) are
-  scored by ``metrics.pixel_maps`` itself. See ``_compiled_sums``.
+  metrics.pixel_maps has it; the terms are non-negative, so their sum keeps its precision. The
+  few values it leaves (the torch convention's floored logs, logits beyond +-600, float targets
+  below 1e-300) are scored by ``metrics.pixel_maps`` itself. See ``_compiled_sums``.
 - NumPy blocks otherwise (``_blocks_sums``), a few float64 buffers that stay in cache, at 7 to
   12 ns a value; images of up to ``SMALL`` values, where the fixed costs would match that, go to
   metrics.sums whole. It works as follows.
