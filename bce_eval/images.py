@@ -721,7 +721,7 @@ def _read_npy(
             shape, fortran, dtype, count = _npy_header(file, path, os.fstat(file.fileno()).st_size)
             _check_npy_shape(path, shape, dtype, budget, logits=logits, batch_dimensions=batch_dimensions)
             array = np.empty(count, dtype)
-            if file.readinto(array.view(np.uint8)) != array.nbytes:  # the file shrank meanwhile
+            if file.readinto(array.view(np.uint8).data) != array.nbytes:  # the file shrank meanwhile
                 raise InputError(path, "cannot read .npy: the file is shorter than its header claims")
     return array.reshape(shape, order="F" if fortran else "C")
 

@@ -10,8 +10,8 @@ module computes the same figures in one of two ways, both within about 1e-13 of 
   metrics.pixel_maps has it; the terms are non-negative, so their sum keeps its precision. The
   few values it leaves (the torch convention's floored logs, logits beyond +-600, float targets
   below 1e-300) are scored by ``metrics.pixel_maps`` itself. See ``_compiled_sums``.
-- NumPy blocks otherwise (``_blocks_sums``), a few float64 buffers that stay in cache, at 7 to
-  12 ns a value; images of up to ``SMALL`` values, where the fixed costs would match that, go to
+- NumPy blocks otherwise (``_blocks_sums``), a few float64 buffers that stay in cache, at 5 to
+  16 ns a value; images of up to ``SMALL`` values, where the fixed costs would match that, go to
   metrics.sums whole. It works as follows.
 
 - Only the excess is computed per value. BCE = H + excess holds value by value, so the BCE sum
@@ -50,8 +50,9 @@ import numpy as np
 from . import metrics
 from .metrics import KERAS_EPSILON, Convention, Sums
 
+_kernel: Any
 try:
-    from . import _kernel  # type: ignore[attr-defined]
+    from . import _kernel  # type: ignore[attr-defined, no-redef]
 except ImportError:  # not compiled here: the NumPy blocks score every pair
     _kernel = None
 

@@ -93,8 +93,9 @@ def _cpu_excess(
     (reduction "none", an empty batch, torch.compile tracing, the kernel not built)."""
     if reduction == "none" or x.numel() == 0:
         return None
-    options = {"eps": eps, "convention": convention, "from_logits": from_logits}
-    sums = metrics._cpu_tensor_sums(y.detach(), x.detach(), **options)
+    sums = metrics._cpu_tensor_sums(
+        y.detach(), x.detach(), eps=eps, convention=convention, from_logits=from_logits
+    )
     if sums is None:
         return None
     total = sums.excess if reduction == "sum" else sums.excess / sums.pixels
