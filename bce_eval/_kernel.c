@@ -32,7 +32,12 @@
 #else
 #define CLONES
 #endif
+#if defined(_MSC_VER)
+#define INLINE static __forceinline
+#define restrict __restrict
+#else
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 #define CHUNK 256
 #define SERIES_BELOW 0.1
