@@ -8,9 +8,10 @@
    each term non-negative, so that nothing cancels between them. With t = r - 1 = d / y
    (d = p - y), g = t - log1p(t) is a series in t for |t| < SERIES_BELOW, where t - log r would
    cancel, and t - log(r) elsewhere, r formed as a ratio so that it keeps its relative precision
-   when p is far below y. Every term is within a few ulp of the exact one on its own; the terms
-   are non-negative, so their sum (in lanes, then across chunks with a compensated sum) is
-   within about 1e-14 of the exact sum, relative.
+   when p is far below y. Every term is within about 1e-13 of the exact one, relative: a few
+   ulp over most of the range, a few hundred just above |t| = SERIES_BELOW, where t - log r
+   cancels most. The terms are non-negative, so their sum (in lanes, then across chunks with a
+   compensated sum) keeps that relative precision.
 
    Values these forms do not cover are left to the caller ("special"): the torch convention's
    floored logs (p below 1e-40, or p = 1), logits beyond +-600 and float targets below 1e-300.
