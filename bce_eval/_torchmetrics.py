@@ -36,7 +36,8 @@ class ExcessBCE(torchmetrics.Metric):
     Every figure is computed in float64 on the batch's device (any input dtype) by the
     non-cancelling KL form, and added to float64 sum states reduced with "sum" across
     processes: an update never waits for the device, and the states stay float64 whatever the
-    module is cast to (``.half()``, ``.to(torch.bfloat16)``, ``set_dtype``).
+    module is cast to (``.half()``, ``.to(torch.bfloat16)``, ``set_dtype``). On the CPU, without
+    ``per_sample``, a batch's sums come from the compiled kernel of ``bce_eval.kernels``.
 
     ``per_sample=True`` also keeps each sample's figures (a sample is an item of the first
     axis) with its dataset index: ``update(preds, target, index)``, where index holds the batch
@@ -108,6 +109,8 @@ class ExcessBCE(torchmetrics.Metric):
             raise ValueError(
                 f"preds shape {tuple(preds.shape)} and target shape {tuple(target.shape)} differ"
             )
+        if not self.per_sample and self._add_by_kernel(preds, target):
+            return
         y = target.detach().to(torch.float64)
         x = preds.detach().to(torch.float64)
         bad_x = ~torch.isfinite(x) if self.from_logits else ~((x >= 0) & (x <= 1))
@@ -120,6 +123,29 @@ class ExcessBCE(torchmetrics.Metric):
         self.clipped += clipped.sum()
         if self.per_sample:
             self._update_samples(y, bce, entropy, excess, clipped, index)
+
+    def _add_by_kernel(self, preds: Tensor, target: Tensor) -> bool:
+        """On the CPU, a batch's sums by the compiled kernel of bce_eval.kernels (float64, about
+        10x faster than torch's operations); False where it does not apply, or where a value is
+        out of range, which the torch path below then counts."""
+        try:
+            sums = metrics._cpu_tensor_sums(
+                target.detach(),
+                preds.detach(),
+                eps=self.eps,
+                convention=self.convention,
+                from_logits=self.from_logits,
+            )
+        except metrics.ValueOutOfRange:
+            return False
+        if sums is None:
+            return False
+        self.values += sums.pixels
+        self.bce_sum += sums.bce
+        self.entropy_sum += sums.entropy
+        self.excess_sum += sums.excess
+        self.clipped += sums.clipped
+        return True
 
     def _update_samples(
         self,
